@@ -1,0 +1,43 @@
+# Latchkey: build with the dev dependencies, run with production dependencies only.
+# The build steps are the npm scripts CI runs (`npm ci`, `npm run build`); CI then starts the built
+# dist/server.js, laid out as in the runtime stage below (test/foundation/build.test.ts).
+
+FROM node:20-slim AS builder
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
+COPY src ./src
+RUN npm run build
+
+FROM node:20-slim AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    DATA_DIR=/data \
+    PATH=/app/bin:$PATH
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=builder /app/dist ./dist
+COPY migrations ./migrations
+COPY bin ./bin
+COPY scripts/ensure-built.js scripts/start.js ./scripts/
+RUN groupadd --system --gid 10001 latchkey \
+ && useradd --system --uid 10001 --gid latchkey --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin latchkey \
+ && mkdir -p /data \
+ && chown latchkey:latchkey /data \
+ && chmod 0700 /data
+USER latchkey:latchkey
+# The embedded database (DATABASE_URL unset) lives in /data. Its key-encryption key, keys/kek under
+# the working directory, must outlive the container just as the data does, so the server runs from
+# /data and the KEK lands in /data/keys/kek. With DATABASE_URL=postgres://… give LATCHKEY_KEK or
+# LATCHKEY_KEK_FILE (e.g. a mounted secret) instead; nothing is then written to /data.
+VOLUME ["/data"]
+WORKDIR /data
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/readyz').then(r=>process.exit(r.status===200?0:1),()=>process.exit(1))"]
+STOPSIGNAL SIGTERM
+CMD ["node", "/app/dist/server.js"]

@@ -1,0 +1,23 @@
+// What a workload is: prepared once per server (tokens, sessions, refresh chains), then run for a
+// fixed duration as many times as there are rounds. A missing endpoint is NotAvailable ("n/a").
+import type { Target } from '../lib/oauth.js';
+import type { RunResult } from '../lib/stats.js';
+
+export interface Prepared {
+  run(durationMs: number): Promise<RunResult & { firstError?: string }>;
+  /** Facts worth printing (e.g. the access token's alg), the same for every round. */
+  notes?: string[];
+}
+
+export interface Workload {
+  name: string;
+  /** What one unit of `rps` is, when it is not one HTTP request. */
+  unit?: string;
+  connections: number;
+  /** Only these targets run it (e.g. password login: Latchkey only). */
+  only?: string[];
+  /** The issue's target for the ratio Latchkey/peer, and for the p99 (ms), if any. */
+  targetRatio?: number;
+  targetP99Ms?: number;
+  prepare(t: Target): Promise<Prepared>;
+}

@@ -1,0 +1,65 @@
+// What happens to a user's (or client's) sessions when an admin acts: every path that must end
+// access revokes the families (refresh tokens dead, access tokens denylisted) and ends the login
+// sessions, in one transaction.
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/types.js';
+import { endUserSessions } from '../store/login-sessions.js';
+import { revokeFamiliesWhere } from '../store/refresh-families.js';
+import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
+import { deleteClient } from '../store/clients.js';
+
+export interface EndedAccess {
+  families_revoked: number;
+  sessions_ended: number;
+}
+
+async function endAllAccess(db: Kysely<Database>, userId: string, reason: string, at: Date): Promise<EndedAccess> {
+  const families = await revokeFamiliesWhere(db, { userId }, reason, at);
+  const sessions = await endUserSessions(db, userId, at);
+  return { families_revoked: families, sessions_ended: sessions };
+}
+
+export function logoutEverywhere(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
+  return db.transaction().execute((trx) => endAllAccess(trx, userId, 'logout_everywhere', at));
+}
+
+export function disableUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
+  return db.transaction().execute(async (trx) => {
+    await setUserDisabled(trx, userId, true, at);
+    return endAllAccess(trx, userId, 'user_disabled', at);
+  });
+}
+
+export async function enableUser(db: Kysely<Database>, userId: string, at: Date): Promise<void> {
+  await setUserDisabled(db, userId, false, at);
+}
+
+/** Change a password (already hashed by the caller) and end every session of the user. */
+export function changePassword(db: Kysely<Database>, userId: string, passwordHash: string, at: Date): Promise<EndedAccess> {
+  return db.transaction().execute(async (trx) => {
+    await setPasswordHash(trx, userId, passwordHash, at);
+    return endAllAccess(trx, userId, 'password_changed', at);
+  });
+}
+
+export function removeUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
+  return db.transaction().execute(async (trx) => {
+    const ended = await endAllAccess(trx, userId, 'user_deleted', at);
+    await deleteUser(trx, userId);
+    return ended;
+  });
+}
+
+export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
+  return db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at));
+}
+
+/** Delete a client: its families are revoked first (access tokens denylisted); codes go with it. */
+export function removeClient(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
+    await trx.deleteFrom('authorization_codes').where('client_id', '=', clientId).execute();
+    await deleteClient(trx, clientId);
+    return n;
+  });
+}

@@ -1,0 +1,135 @@
+// buildApp: the Fastify application as a plugin tree over a Runtime. Tests call it and use
+// `app.inject` without opening a port; server.ts listens.
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
+import type { Runtime } from './runtime.js';
+import { loggerOptions } from './http/logging.js';
+import { registerErrorHandling } from './http/plugins/error-handler.js';
+import { registerFailureLimits } from './http/plugins/failure-limits.js';
+import { registerDiscovery, type Capabilities } from './http/routes/discovery.js';
+import { registerJwks } from './http/routes/jwks.js';
+import { registerHealth } from './http/routes/health.js';
+import { registerAuthorize } from './http/routes/authorize.js';
+import { registerInteraction } from './http/routes/interaction.js';
+import { registerToken } from './http/routes/token.js';
+import { registerUserinfo, type AccessTokenGuard } from './http/routes/userinfo.js';
+import { STYLESHEET } from './http/views/html.js';
+import { startKeyMaintenance } from './keys/maintenance.js';
+import { idTokenSigningAlgs } from './keys/keystore.js';
+import { ClientCache, CLIENTS_CHANNEL } from './store/client-cache.js';
+import { createServices } from './http/services.js';
+import { grants } from './grants/registry.js';
+import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
+import { DenylistView } from './tokens/denylist-view.js';
+import { startPruning } from './store/pruning.js';
+import { InvalidToken } from './errors.js';
+import { registerRevocation } from './http/routes/revocation.js';
+import { registerIntrospection } from './http/routes/introspection.js';
+import { registerEndSession } from './http/routes/end-session.js';
+import { registerAdmin } from './http/routes/admin.js';
+
+const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
+
+/** One log line per request (on completion, with the redacted request) instead of two. */
+class OneLinePerRequest extends LogController {
+  // discovery, JWKS and health checks are public, static and fetched constantly: no line for a
+  // successful one (errors are still logged)
+  override isLogDisabled(req: FastifyRequest): boolean {
+    return req.method === 'GET' && QUIET_ROUTES.has(req.url);
+  }
+  override incomingRequest(): void {}
+  override requestCompleted(error: Error | null | undefined, req: FastifyRequest, reply: FastifyReply): void {
+    if (!error && this.isLogDisabled(req) && reply.statusCode < 400) return;
+    const responseTime = Math.round(reply.elapsedTime * 10) / 10;
+    if (error) reply.log.error({ req, res: reply, err: error, responseTime }, 'request errored');
+    else reply.log.info({ req, res: reply, responseTime }, 'request completed');
+  }
+}
+
+export interface BuildAppOptions {
+  /** Where logs go (tests capture them); stdout by default. */
+  logStream?: NodeJS.WritableStream;
+  logLevel?: string;
+}
+
+export function capabilities(rt: Runtime): Capabilities {
+  return {
+    authorization: true,
+    token: true,
+    userinfo: true,
+    revocation: true,
+    introspection: true,
+    endSession: true,
+    idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
+    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
+    grantTypes: [...grants.keys()],
+    tokenAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    tokenAuthSigningAlgs: CLIENT_ASSERTION_ALGS,
+  };
+}
+
+export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const { config } = rt;
+  const app = Fastify({
+    logger: loggerOptions(opts.logLevel ?? config.logLevel, opts.logStream),
+    trustProxy: typeof config.trustProxy === 'number' ? (_addr: string, hop: number) => hop < (config.trustProxy as number) : config.trustProxy,
+    bodyLimit: config.bodyLimit,
+    routerOptions: { maxParamLength: 200 },
+    logController: new OneLinePerRequest(),
+    // a URL Fastify cannot even route (bad percent-encoding …) gets our error model too
+    frameworkErrors: (_err, _req, reply: FastifyReply) => {
+      reply.code(400).header('cache-control', 'no-store').send({ error: 'invalid_request', error_description: 'the request URL is malformed' });
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+
+  registerErrorHandling(app);
+  await app.register(formbody, { bodyLimit: config.bodyLimit });
+  await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
+  await app.register(helmet, {
+    // JSON endpoints need no CSP; the HTML pages set their own (with the client's form-action)
+    contentSecurityPolicy: false,
+    crossOriginResourcePolicy: false,
+    referrerPolicy: { policy: 'same-origin' },
+    strictTransportSecurity: config.issuerIsHttps ? { maxAge: 31536000, includeSubDomains: true } : false,
+  });
+  const limits = await registerFailureLimits(app, config);
+
+  const clients = new ClientCache(rt.db, rt.clock);
+  const stopClients = await rt.dbh.listen(CLIENTS_CHANNEL, (id) => clients.invalidate(id || undefined), () => clients.invalidate());
+  const stopKeys = await startKeyMaintenance(rt, app.log);
+  app.addHook('onClose', async () => {
+    await stopKeys();
+    await stopClients();
+  });
+  const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
+  await denylist.start(rt.dbh);
+  app.addHook('onClose', async () => denylist.stop());
+  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
+  app.addHook('onClose', async () => stopPruning());
+  const svc = createServices(rt, clients, limits, denylist);
+  const guard: AccessTokenGuard = {
+    async assertNotRevoked(claims) {
+      if (await denylist.isDenied(claims.jti)) throw new InvalidToken('the access token was revoked');
+    },
+  };
+
+  registerHealth(app, rt);
+  registerJwks(app, rt.keystore, config.jwksMaxAge);
+  registerDiscovery(app, config, capabilities(rt));
+  registerAuthorize(app, svc);
+  registerInteraction(app, svc);
+  registerToken(app, svc);
+  registerUserinfo(app, svc, guard);
+  registerRevocation(app, svc);
+  registerIntrospection(app, svc, guard);
+  registerEndSession(app, svc);
+  registerAdmin(app, svc, guard);
+  app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
+  return app;
+}

@@ -1,0 +1,25 @@
+// grant_type=client_credentials (RFC 6749 §4.4): confidential clients only; `sub` is the client.
+import { InvalidScope, UnauthorizedClient } from '../errors.js';
+import { parseScope } from '../protocol/scopes.js';
+import { resolveAudience } from '../protocol/audience.js';
+import { signAccessToken } from '../tokens/access-token.js';
+import type { Grant } from './types.js';
+
+const USER_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+
+export const clientCredentialsGrant: Grant = {
+  grantType: 'client_credentials',
+  async handle(ctx) {
+    const { rt, client, params } = ctx;
+    if (client.isPublic) throw new UnauthorizedClient('public clients cannot use client_credentials');
+    const machineScopes = client.scopes.filter((s) => !USER_SCOPES.has(s));
+    const requested = parseScope(params.scope);
+    if (!requested) throw new InvalidScope('scope is malformed');
+    const scopes = requested.length ? requested : machineScopes;
+    const bad = scopes.filter((s) => !machineScopes.includes(s));
+    if (bad.length) throw new InvalidScope(`scope not allowed for this client: ${bad.join(' ')}`);
+    const aud = resolveAudience(client, ctx.resources, undefined, false, rt.config.issuer);
+    const at = await signAccessToken(rt, { sub: client.clientId, clientId: client.clientId, scope: scopes, aud });
+    return { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' ') };
+  },
+};

@@ -1,0 +1,65 @@
+// The steps shared by /authorize and the interaction pages: find the login session, decide whether
+// login or consent is needed, and finish with a code redirected to the client.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Client } from '../store/clients.js';
+import { findLiveSession, type LoginSession } from '../store/login-sessions.js';
+import { grantedScopes } from '../store/consents.js';
+import { createCode } from '../store/codes.js';
+import { buildRedirect, type AuthorizationRequest } from '../protocol/authorization-request.js';
+import type { OAuthError } from '../errors.js';
+import { readSignedCookie } from './browser.js';
+import type { Services } from './services.js';
+
+export async function currentSession(svc: Services, req: FastifyRequest): Promise<LoginSession | undefined> {
+  const value = readSignedCookie(req, svc.cookies.session);
+  if (!value) return undefined;
+  return findLiveSession(svc.rt.db, value, svc.now(), svc.config.sessionIdleTtl);
+}
+
+/** OIDC Core §3.1.2.1: prompt=login and max_age demand a fresh authentication. */
+export function sessionSatisfies(request: AuthorizationRequest, session: LoginSession | undefined, now: Date, freshLoginDone = false): boolean {
+  if (!session) return false;
+  if (freshLoginDone) return true;
+  // max_age=0 is equivalent to prompt=login (OIDC Core §3.1.2.1, errata set 2), even when no time
+  // has passed since the session's login
+  if (request.prompt.includes('login') || request.maxAge === 0) return false;
+  if (request.maxAge !== undefined && now.getTime() - session.authTime.getTime() > request.maxAge * 1000) return false;
+  return true;
+}
+
+export async function needsConsent(svc: Services, client: Client, userId: string, request: AuthorizationRequest): Promise<boolean> {
+  if (client.firstParty) return false;
+  if (request.prompt.includes('consent')) return true;
+  const granted = new Set(await grantedScopes(svc.rt.db, userId, client.clientId));
+  return !request.scopes.every((s) => granted.has(s));
+}
+
+export function errorRedirect(svc: Services, redirectUri: string, err: OAuthError, state: string | undefined): string {
+  return buildRedirect(redirectUri, { error: err.error, error_description: err.description, state, iss: svc.config.issuer });
+}
+
+export async function issueCodeRedirect(svc: Services, request: AuthorizationRequest, session: LoginSession): Promise<string> {
+  const code = await createCode(
+    svc.rt.db,
+    {
+      clientId: request.clientId,
+      userId: session.userId,
+      redirectUri: request.redirectUri,
+      codeChallenge: request.codeChallenge ?? null,
+      scopes: request.scopes,
+      resources: request.resources,
+      nonce: request.nonce ?? null,
+      authTime: session.authTime,
+      sessionSid: session.sid,
+    },
+    svc.now(),
+    svc.config.codeTtl,
+  );
+  // RFC 9207: iss in the authorization response
+  return buildRedirect(request.redirectUri, { code, state: request.state, iss: svc.config.issuer });
+}
+
+/** 303 See Other: after a credentials POST the browser must GET the target (never 307). */
+export function redirect303(reply: FastifyReply, url: string): FastifyReply {
+  return reply.code(303).header('location', url).header('cache-control', 'no-store').send();
+}

@@ -1,0 +1,64 @@
+// OpenID Connect Discovery 1.0 and RFC 8414 metadata: exactly what is implemented, built from the
+// configured issuer (never the Host header), serialized once.
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../../config.js';
+
+export interface Capabilities {
+  authorization: boolean;
+  token: boolean;
+  userinfo: boolean;
+  revocation: boolean;
+  introspection: boolean;
+  endSession: boolean;
+  idTokenAlgs: string[];
+  scopes: string[];
+  claims: string[];
+  grantTypes: string[];
+  tokenAuthMethods: string[];
+  tokenAuthSigningAlgs: string[];
+}
+
+export function buildMetadata(config: Config, caps: Capabilities): Record<string, unknown> {
+  const i = config.issuer;
+  const m: Record<string, unknown> = { issuer: i };
+  if (caps.authorization) m.authorization_endpoint = `${i}/authorize`;
+  if (caps.token) m.token_endpoint = `${i}/token`;
+  if (caps.userinfo) m.userinfo_endpoint = `${i}/userinfo`;
+  m.jwks_uri = `${i}/.well-known/jwks.json`;
+  if (caps.revocation) m.revocation_endpoint = `${i}/revoke`;
+  if (caps.introspection) m.introspection_endpoint = `${i}/introspect`;
+  if (caps.endSession) m.end_session_endpoint = `${i}/logout`;
+  m.scopes_supported = caps.scopes;
+  m.response_types_supported = caps.authorization ? ['code'] : [];
+  if (caps.authorization) {
+    m.response_modes_supported = ['query'];
+    m.code_challenge_methods_supported = ['S256'];
+    m.authorization_response_iss_parameter_supported = true;
+    m.prompt_values_supported = ['none', 'login', 'consent'];
+  }
+  if (caps.grantTypes.length) m.grant_types_supported = caps.grantTypes;
+  m.subject_types_supported = ['public'];
+  m.id_token_signing_alg_values_supported = caps.idTokenAlgs;
+  if (caps.token) {
+    m.token_endpoint_auth_methods_supported = caps.tokenAuthMethods;
+    if (caps.tokenAuthMethods.includes('private_key_jwt')) m.token_endpoint_auth_signing_alg_values_supported = caps.tokenAuthSigningAlgs;
+  }
+  if (caps.revocation) m.revocation_endpoint_auth_methods_supported = caps.tokenAuthMethods;
+  if (caps.introspection) m.introspection_endpoint_auth_methods_supported = caps.tokenAuthMethods.filter((x) => x !== 'none');
+  if (caps.claims.length) m.claims_supported = caps.claims;
+  m.claims_parameter_supported = false;
+  m.request_parameter_supported = false;
+  m.request_uri_parameter_supported = false;
+  if (caps.authorization) m.resource_indicators_supported = true;
+  return m;
+}
+
+export function registerDiscovery(app: FastifyInstance, config: Config, caps: Capabilities): void {
+  const body = JSON.stringify(buildMetadata(config, caps));
+  const handler = async (_req: unknown, reply: import('fastify').FastifyReply) => {
+    reply.header('cache-control', 'public, max-age=300').type('application/json; charset=utf-8');
+    return reply.send(body);
+  };
+  app.get('/.well-known/openid-configuration', handler);
+  app.get('/.well-known/oauth-authorization-server', handler);
+}

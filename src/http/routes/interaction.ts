@@ -1,0 +1,186 @@
+// The login and consent pages of an interaction. Each POST is checked for its origin, its CSRF
+// token (bound to the interaction) and the interaction cookie (bound to this browser).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { AccessDenied, OAuthError, TooManyFailures } from '../../errors.js';
+import { consumeInteraction, findInteraction, markInteractionLoggedIn, type Interaction } from '../../store/interactions.js';
+import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
+import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
+import { rememberConsent } from '../../store/consents.js';
+import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
+import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
+import { consentPage, errorPage, loginPage } from '../views/pages.js';
+import { currentSession, errorRedirect, issueCodeRedirect, needsConsent, redirect303 } from '../authorization-flow.js';
+import type { Services } from '../services.js';
+
+const IdParams = Type.Object({ id: Type.String({ minLength: 20, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
+const LoginBody = Type.Object({
+  csrf: Type.Optional(Type.String({ maxLength: 200 })),
+  username: Type.Optional(Type.String({ maxLength: 320 })),
+  password: Type.Optional(Type.String({ maxLength: MAX_PASSWORD_LENGTH })),
+});
+const ConsentBody = Type.Object({
+  csrf: Type.Optional(Type.String({ maxLength: 200 })),
+  decision: Type.Optional(Type.String({ maxLength: 20 })),
+});
+
+const GENERIC_LOGIN_ERROR = 'The email or password is incorrect.';
+const EXPIRED = 'This sign-in request has expired or was started in another browser. Go back to the application and start again.';
+
+export function registerInteraction(app: FastifyInstance, svc: Services): void {
+  const { config } = svc;
+  const csrfFor = (i: Interaction) => csrfToken(svc.rt.csrfSecret, 'interaction', i.idDigest);
+
+  async function load(req: FastifyRequest<{ Params: { id: string } }>): Promise<Interaction | undefined> {
+    const id = req.params.id;
+    // the interaction must have been started in this browser
+    if (readSignedCookie(req, svc.cookies.interaction) !== id) return undefined;
+    return findInteraction(svc.rt.db, id, svc.now());
+  }
+
+  const renderError = (err: OAuthError, _req: FastifyRequest, reply: FastifyReply) => {
+    // 503 (the password-hashing queue is full) and 429 keep their status and Retry-After
+    const status = err.statusCode === 503 || err.statusCode === 429 ? err.statusCode : err.statusCode >= 500 ? 500 : 400;
+    if (err.headers['retry-after']) reply.header('retry-after', err.headers['retry-after']);
+    return sendPage(reply, config, status, errorPage(err.error, status === 500 ? 'Something went wrong on our side.' : err.description));
+  };
+
+  async function renderLogin(reply: FastifyReply, id: string, i: Interaction, status = 200, error?: string, email?: string) {
+    const client = await svc.clients.get(i.clientId);
+    return sendPage(
+      reply,
+      config,
+      status,
+      loginPage({ action: `${config.issuer}/interaction/${id}/login`, csrf: csrfFor(i), clientName: client?.name ?? i.clientId, email: email ?? i.request.loginHint, error }),
+      [i.request.redirectUri],
+    );
+  }
+
+  async function renderConsent(reply: FastifyReply, id: string, i: Interaction, userId: string) {
+    const client = await svc.clients.get(i.clientId);
+    const user = await findUserById(svc.rt.db, userId);
+    return sendPage(
+      reply,
+      config,
+      200,
+      consentPage({ action: `${config.issuer}/interaction/${id}/consent`, csrf: csrfFor(i), clientName: client?.name ?? i.clientId, scopes: i.request.scopes, email: user?.email ?? '' }),
+      [i.request.redirectUri],
+    );
+  }
+
+  /**
+   * The checks every form POST of an interaction passes: same origin, a live interaction started in
+   * this browser, and its CSRF token. Sends the error page and returns undefined when one fails.
+   */
+  async function checkFormPost(req: FastifyRequest<{ Params: { id: string }; Body: { csrf?: string } }>, reply: FastifyReply): Promise<Interaction | undefined> {
+    if (!isSameOrigin(req, config.issuer)) {
+      sendPage(reply, config, 403, errorPage('access_denied', 'This form was submitted from another site.'));
+      return undefined;
+    }
+    const i = await load(req);
+    if (!i) {
+      sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+      return undefined;
+    }
+    if (!csrfMatches(svc.rt.csrfSecret, 'interaction', i.idDigest, req.body?.csrf)) {
+      sendPage(reply, config, 403, errorPage('access_denied', 'The form has expired. Go back and try again.'));
+      return undefined;
+    }
+    return i;
+  }
+
+  /** The login session this interaction may continue with, if any. */
+  async function sessionFor(req: FastifyRequest, i: Interaction): Promise<LoginSession | undefined> {
+    if (!i.sessionSid) return undefined;
+    const s = await currentSession(svc, req);
+    return s && s.sid === i.sessionSid && s.userId === i.userId ? s : undefined;
+  }
+
+  async function finish(reply: FastifyReply, i: Interaction, session: LoginSession) {
+    const client = await svc.clients.get(i.clientId);
+    if (!client) return sendPage(reply, config, 400, errorPage('invalid_client', 'unknown client'));
+    if (await needsConsent(svc, client, session.userId, i.request)) {
+      // prompt=consent asks once per interaction: after approval in this interaction, continue
+      return redirect303(reply, `${config.issuer}/interaction/${(reply.request.params as { id: string }).id}`);
+    }
+    if (!(await consumeInteraction(svc.rt.db, i.idDigest))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+    reply.clearCookie(svc.cookies.interaction, clearCookieOptions(config));
+    return redirect303(reply, await issueCodeRedirect(svc, i.request, session));
+  }
+
+  app.get<{ Params: { id: string } }>('/interaction/:id', { schema: { params: IdParams }, config: { renderError } }, async (req, reply) => {
+    const i = await load(req);
+    if (!i) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+    const session = await sessionFor(req, i);
+    if (session) return renderConsent(reply, req.params.id, i, session.userId);
+    return renderLogin(reply, req.params.id, i);
+  });
+
+  app.post<{ Params: { id: string }; Body: { csrf?: string; username?: string; password?: string } }>(
+    '/interaction/:id/login',
+    { schema: { params: IdParams, body: LoginBody }, config: { renderError } },
+    async (req, reply) => {
+      const i = await checkFormPost(req, reply);
+      if (!i) return reply;
+      const email = (req.body?.username ?? '').trim();
+      const password = req.body?.password ?? '';
+      try {
+        await svc.limits.login.check(req, email);
+      } catch (err) {
+        if (err instanceof TooManyFailures) {
+          reply.header('retry-after', err.headers['retry-after']);
+          return renderLogin(reply, req.params.id, i, 429, 'Too many failed attempts. Wait a while and try again.', email);
+        }
+        throw err;
+      }
+      const user = email ? await findUserByEmail(svc.rt.db, email) : undefined;
+      // unknown emails cost the same argon2 verification as wrong passwords
+      const ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
+      if (!user || !ok || user.disabled) {
+        await svc.limits.login.fail(req, email);
+        await svc.audit(req, { type: 'login.failure', userId: user?.id ?? null, clientId: i.clientId, details: { reason: !user ? 'unknown_user' : user.disabled ? 'disabled' : 'bad_password' } });
+        return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
+      }
+      if (svc.rt.passwords.needsRehash(user.password_hash)) {
+        await setPasswordHash(svc.rt.db, user.id, await svc.rt.passwords.hash(password), svc.now());
+      }
+      // a new session id at every login (no fixation); the previous one ends
+      const previous = readSignedCookie(req, svc.cookies.session);
+      if (previous) await endSessionByCookie(svc.rt.db, previous, svc.now());
+      const { cookieValue, session } = await createLoginSession(svc.rt.db, {
+        userId: user.id,
+        at: svc.now(),
+        idleTtl: config.sessionIdleTtl,
+        absoluteTtl: config.sessionAbsoluteTtl,
+        ip: req.ip,
+        userAgent: req.headers['user-agent'],
+      });
+      reply.setCookie(svc.cookies.session, cookieValue, cookieOptions(config, config.sessionAbsoluteTtl));
+      await markInteractionLoggedIn(svc.rt.db, i.idDigest, user.id, session.sid);
+      await svc.audit(req, { type: 'login.success', userId: user.id, clientId: i.clientId, details: { sid: session.sid } });
+      return finish(reply, { ...i, userId: user.id, sessionSid: session.sid, loginDone: true }, session);
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { csrf?: string; decision?: string } }>(
+    '/interaction/:id/consent',
+    { schema: { params: IdParams, body: ConsentBody }, config: { renderError } },
+    async (req, reply) => {
+      const i = await checkFormPost(req, reply);
+      if (!i) return reply;
+      const session = await sessionFor(req, i);
+      if (!session) return renderLogin(reply, req.params.id, i);
+      const decision = req.body?.decision;
+      if (decision !== 'approve' && decision !== 'deny') return sendPage(reply, config, 400, errorPage('invalid_request', 'Choose allow or deny.'));
+      if (!(await consumeInteraction(svc.rt.db, i.idDigest))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+      reply.clearCookie(svc.cookies.interaction, clearCookieOptions(config));
+      if (decision === 'deny') {
+        await svc.audit(req, { type: 'consent.denied', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
+        return redirect303(reply, errorRedirect(svc, i.request.redirectUri, new AccessDenied('the user denied the request'), i.request.state));
+      }
+      await rememberConsent(svc.rt.db, session.userId, i.clientId, i.request.scopes, svc.now());
+      await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
+      return redirect303(reply, await issueCodeRedirect(svc, i.request, session));
+    },
+  );
+}

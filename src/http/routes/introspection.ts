@@ -1,0 +1,87 @@
+// /introspect (RFC 7662): for authenticated confidential clients. A caller sees tokens issued to it
+// or whose audience it serves; everything else — expired, revoked, denylisted, foreign, malformed,
+// or not the caller's to see — is simply `{"active": false}`.
+import type { FastifyInstance } from 'fastify';
+import { InvalidClient, InvalidRequest } from '../../errors.js';
+import { verifyAccessToken } from '../../tokens/access-token.js';
+import { digest } from '../../tokens/opaque.js';
+import { findUserById } from '../../store/users.js';
+import type { Client } from '../../store/clients.js';
+import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
+import { FormBody } from '../schemas/form.js';
+import type { AccessTokenGuard } from './userinfo.js';
+import type { Services } from '../services.js';
+
+const INACTIVE = { active: false } as const;
+
+function maySee(caller: Client, clientId: string, aud: string | string[]): boolean {
+  if (clientId === caller.clientId) return true;
+  const auds = Array.isArray(aud) ? aud : [aud];
+  return auds.some((a) => caller.audiences.includes(a));
+}
+
+export function registerIntrospection(app: FastifyInstance, svc: Services, guard: AccessTokenGuard): void {
+  const endpoint = `${svc.config.issuer}/introspect`;
+  app.post('/introspect', { schema: { body: FormBody } }, async (req, reply) => {
+    reply.header('cache-control', 'no-store');
+    const params = singleParams((req.body ?? {}) as FormParams);
+    const caller = await authenticateClient(svc, req, params, endpoint);
+    if (caller.isPublic) throw new InvalidClient('introspection is for confidential clients');
+    const token = params.token;
+    if (!token) throw new InvalidRequest('token is missing');
+
+    if (token.split('.').length === 3) {
+      let claims;
+      try {
+        ({ claims } = await verifyAccessToken(svc.rt, token));
+        await guard.assertNotRevoked(claims);
+      } catch {
+        return INACTIVE;
+      }
+      if (!maySee(caller, claims.client_id, claims.aud)) return INACTIVE;
+      // a deleted client's tokens die with it (its client_credentials tokens belong to no family)
+      if (claims.client_id !== caller.clientId && !(await svc.clients.get(claims.client_id))) return INACTIVE;
+      if (claims.sub !== claims.client_id) {
+        const user = await findUserById(svc.rt.db, claims.sub);
+        if (!user || user.disabled) return INACTIVE;
+      }
+      return {
+        active: true,
+        token_type: 'Bearer',
+        scope: claims.scope ?? '',
+        client_id: claims.client_id,
+        sub: claims.sub,
+        aud: claims.aud,
+        iss: claims.iss,
+        exp: claims.exp,
+        iat: claims.iat,
+        jti: claims.jti,
+        ...(claims.auth_time !== undefined ? { auth_time: claims.auth_time } : {}),
+      };
+    }
+
+    if (token.length > 200) return INACTIVE;
+    const now = svc.now();
+    const row = await svc.rt.db
+      .selectFrom('refresh_tokens as t')
+      .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+      .innerJoin('users as u', 'u.id', 'f.user_id')
+      .select(['t.created_at', 't.consumed_at', 'f.client_id', 'f.user_id', 'f.scopes', 'f.revoked_at', 'f.idle_expires_at', 'f.absolute_expires_at', 'u.disabled'])
+      .where('t.token_digest', '=', digest(token))
+      .executeTakeFirst();
+    if (!row || row.client_id !== caller.clientId) return INACTIVE;
+    if (row.consumed_at || row.revoked_at || row.disabled) return INACTIVE;
+    const exp = Math.min(row.idle_expires_at.getTime(), row.absolute_expires_at.getTime());
+    if (exp <= now.getTime()) return INACTIVE;
+    return {
+      active: true,
+      token_type: 'refresh_token',
+      scope: row.scopes.join(' '),
+      client_id: row.client_id,
+      sub: row.user_id,
+      iss: svc.config.issuer,
+      exp: Math.floor(exp / 1000),
+      iat: Math.floor(row.created_at.getTime() / 1000),
+    };
+  });
+}

@@ -1,0 +1,62 @@
+// /revoke (RFC 7009): a refresh token revokes its family; an access token goes on the denylist.
+// Unknown, expired or malformed tokens answer 200; another client's token is refused (§2.1).
+import type { FastifyInstance } from 'fastify';
+import { InvalidRequest, UnauthorizedClient } from '../../errors.js';
+import { denylist, revokeFamily } from '../../store/refresh-families.js';
+import { verifyAccessToken } from '../../tokens/access-token.js';
+import { digest } from '../../tokens/opaque.js';
+import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
+import { FormBody } from '../schemas/form.js';
+import type { Services } from '../services.js';
+
+export function registerRevocation(app: FastifyInstance, svc: Services): void {
+  const endpoint = `${svc.config.issuer}/revoke`;
+  app.post('/revoke', { schema: { body: FormBody } }, async (req, reply) => {
+    reply.header('cache-control', 'no-store');
+    const params = singleParams((req.body ?? {}) as FormParams);
+    const client = await authenticateClient(svc, req, params, endpoint);
+    const token = params.token;
+    if (!token) throw new InvalidRequest('token is missing');
+    // the hint only orders the lookups (RFC 7009 §2.1); an unknown hint is ignored
+    const jwtLike = token.split('.').length === 3;
+    const now = svc.now();
+
+    if (!jwtLike && token.length <= 200) {
+      const row = await svc.rt.db
+        .selectFrom('refresh_tokens as t')
+        .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+        .select(['f.id', 'f.client_id', 'f.user_id', 'f.revoked_at'])
+        .where('t.token_digest', '=', digest(token))
+        .executeTakeFirst();
+      if (row) {
+        if (row.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
+        if (!row.revoked_at) {
+          await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now));
+          await svc.denylist.sync();
+          await svc.audit(req, { type: 'refresh.revoked', userId: row.user_id, clientId: client.clientId, details: { family_id: row.id } });
+        }
+      }
+      return reply.code(200).send();
+    }
+
+    if (jwtLike) {
+      let claims;
+      try {
+        // signature and issuer must check out, expiry need not (an expired token is a no-op)
+        ({ claims } = await verifyAccessToken(svc.rt, token));
+      } catch {
+        claims = undefined;
+      }
+      if (claims) {
+        if (claims.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
+        const added = await denylist(svc.rt.db, [{ jti: claims.jti, exp: claims.exp }], now);
+        if (added) {
+          await svc.denylist.sync();
+          await svc.audit(req, { type: 'access_token.revoked', userId: claims.sub === client.clientId ? null : claims.sub, clientId: client.clientId, details: { jti: claims.jti } });
+        }
+      }
+      // malformed, foreign or expired: nothing to revoke
+    }
+    return reply.code(200).send();
+  });
+}

@@ -1,0 +1,50 @@
+// /token (RFC 6749 §3.2): POST only, form-encoded; grant_type dispatched through the registry.
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../../errors.js';
+import { grants } from '../../grants/registry.js';
+import { authenticateClient, resourceParams, singleParams, type FormParams } from '../client-authentication.js';
+import { FormBody, OAuthErrorResponse } from '../schemas/form.js';
+import type { Services } from '../services.js';
+
+const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer(),
+  scope: Type.String(),
+  refresh_token: Type.Optional(Type.String()),
+  id_token: Type.Optional(Type.String()),
+});
+
+export function registerToken(app: FastifyInstance, svc: Services): void {
+  const endpoint = `${svc.config.issuer}/token`;
+  app.post(
+    '/token',
+    { schema: { body: FormBody, response: { 200: TokenResponse, '4xx': OAuthErrorResponse } } },
+    async (req, reply) => {
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      const body = (req.body ?? {}) as FormParams;
+      const params = singleParams(body);
+      const grantType = params.grant_type;
+      if (!grantType) throw new InvalidRequest('grant_type is missing');
+      const grant = grants.get(grantType);
+      if (!grant) throw new UnsupportedGrantType(`unsupported grant_type: ${grantType.slice(0, 64)}`);
+      const client = await authenticateClient(svc, req, params, endpoint);
+      if (!client.grantTypes.includes(grantType)) throw new UnauthorizedClient(`the client may not use ${grantType}`);
+      return grant.handle({
+        rt: svc.rt,
+        client,
+        params,
+        resources: resourceParams(body),
+        ip: req.ip,
+        userAgent: req.headers['user-agent'],
+        audit: (e) => svc.audit(req, e),
+        afterRevocation: () => svc.denylist.sync(),
+      });
+    },
+  );
+  app.get('/token', async (_req, reply) => {
+    reply.code(405).header('allow', 'POST').header('cache-control', 'no-store');
+    return { error: 'invalid_request', error_description: 'use POST' };
+  });
+}

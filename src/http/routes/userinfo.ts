@@ -1,0 +1,53 @@
+// /userinfo (OIDC Core §5.3): a Bearer access token meant for this endpoint (aud), from a user.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
+import { verifyAccessToken } from '../../tokens/access-token.js';
+import { userClaims } from '../../tokens/id-token.js';
+import { findUserById, isUuid } from '../../store/users.js';
+import { userinfoAudience } from '../../protocol/audience.js';
+import type { Services } from '../services.js';
+
+export interface AccessTokenGuard {
+  /** Throws InvalidToken when the token was revoked (denylisted jti, revoked family). */
+  assertNotRevoked(claims: { jti: string; fid?: string; sid?: string }): Promise<void>;
+}
+
+export function bearerToken(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(h);
+  if (!m) throw new InvalidToken('malformed Authorization header');
+  return m[1];
+}
+
+export function registerUserinfo(app: FastifyInstance, svc: Services, guard: AccessTokenGuard): void {
+  const audience = userinfoAudience(svc.config.issuer);
+  const renderError = (err: OAuthError, _req: FastifyRequest, reply: FastifyReply) => {
+    const headers = err instanceof InvalidToken ? err.headers : { 'www-authenticate': `Bearer realm="latchkey", error="${err.error}"` };
+    return reply.code(err.statusCode).headers(headers).header('cache-control', 'no-store').send(err.toJSON());
+  };
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    let token = bearerToken(req);
+    const body = req.body as Record<string, unknown> | undefined;
+    if (req.method === 'POST' && body && typeof body.access_token === 'string') {
+      if (token) throw new InvalidRequest('the token was sent in more than one way');
+      token = body.access_token; // RFC 6750 §2.2
+    }
+    if (!token) {
+      // RFC 6750 §3.1: no error code when the request carried no token at all
+      reply.code(401).header('www-authenticate', 'Bearer realm="latchkey"');
+      return { error: 'invalid_token', error_description: 'an access token is required' };
+    }
+    const { claims } = await verifyAccessToken(svc.rt, token, { audience });
+    await guard.assertNotRevoked(claims);
+    const scopes = (claims.scope ?? '').split(' ');
+    if (!scopes.includes('openid')) throw new InvalidToken('the access token was not granted openid');
+    if (!isUuid(claims.sub)) throw new InvalidToken('the access token has no user');
+    const user = await findUserById(svc.rt.db, claims.sub);
+    if (!user || user.disabled) throw new InvalidToken('the user is not active');
+    return { sub: user.id, ...userClaims(user, scopes) };
+  };
+  app.get('/userinfo', { config: { renderError } }, handler);
+  app.post('/userinfo', { config: { renderError } }, handler);
+}

@@ -1,0 +1,40 @@
+// What the routes are given: the runtime plus the per-app helpers built on it.
+import type { FastifyRequest } from 'fastify';
+import type { Runtime } from '../runtime.js';
+import type { Config } from '../config.js';
+import type { ClientCache } from '../store/client-cache.js';
+import type { FailureLimits } from './plugins/failure-limits.js';
+import { cookieNames, type CookieNames } from './browser.js';
+import { recordAudit, type AuditEvent } from '../store/audit.js';
+import type { DenylistView } from '../tokens/denylist-view.js';
+
+export interface Services {
+  rt: Runtime;
+  config: Config;
+  clients: ClientCache;
+  limits: FailureLimits;
+  cookies: CookieNames;
+  /** Record an audit event with the request's client IP (per TRUST_PROXY). Never throws. */
+  audit(req: FastifyRequest, e: AuditEvent): Promise<void>;
+  now(): Date;
+  denylist: DenylistView;
+}
+
+export function createServices(rt: Runtime, clients: ClientCache, limits: FailureLimits, denylist: DenylistView): Services {
+  return {
+    rt,
+    config: rt.config,
+    clients,
+    limits,
+    cookies: cookieNames(rt.config),
+    async audit(req, e) {
+      try {
+        await recordAudit(rt.db, new Date(rt.clock.now()), { ip: req.ip, ...e });
+      } catch (err) {
+        req.log.error({ err: (err as Error).message, type: e.type }, 'audit write failed');
+      }
+    },
+    now: () => new Date(rt.clock.now()),
+    denylist,
+  };
+}

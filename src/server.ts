@@ -1,0 +1,85 @@
+// start: config → runtime → app → listen; graceful close on SIGTERM/SIGINT.
+import { ConfigError, loadConfig } from './config.js';
+import { acquireDataDirLock } from './db/data-dir-lock.js';
+import { describeKekSource, KekMismatch } from './keys/kek.js';
+import { cliContextFor, isEmbedded, openRuntime } from './runtime.js';
+import { buildApp } from './app.js';
+import { serveCommands } from './cli/socket.js';
+
+function fail(message: string): never {
+  process.stderr.write(`latchkey: ${message}\n`);
+  process.exit(1);
+}
+
+async function start(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
+    throw err;
+  }
+
+  let releaseLock = (): void => {};
+  const embeddedOnDisk = isEmbedded(config) && config.databaseUrl !== 'memory:';
+  if (embeddedOnDisk) {
+    const lock = acquireDataDirLock(config.dataDir);
+    if (!lock.acquired) fail(`the data directory ${config.dataDir} is in use by process ${lock.pid}; run one server per data directory, or use DATABASE_URL=postgres://… for replicas`);
+    releaseLock = lock.release;
+  }
+
+  let rt;
+  try {
+    rt = await openRuntime(config, { onDbError: (err) => process.stderr.write(`${JSON.stringify({ level: 40, msg: 'database connection error', err: err.message })}\n`) });
+  } catch (err) {
+    releaseLock();
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`);
+    if (err instanceof KekMismatch) fail(`${describeKekSource(config)} cannot decrypt the stored keys (they were sealed under another KEK); start with the KEK that sealed them`);
+    fail(`cannot start: ${(err as Error).message.split('\n')[0]}`);
+  }
+
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  let socket: Awaited<ReturnType<typeof serveCommands>> | undefined;
+  try {
+    app = await buildApp(rt);
+    const log = app.log;
+    socket = embeddedOnDisk ? await serveCommands(config.dataDir, cliContextFor(rt), (err) => log.error({ err: err.message }, 'command socket error')) : undefined;
+  } catch (err) {
+    await rt.close().catch(() => {});
+    releaseLock();
+    fail(`cannot start: ${(err as Error).message.split('\n')[0]}`);
+  }
+
+  let closing = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    const force = setTimeout(() => {
+      app.log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, 25000);
+    force.unref();
+    try {
+      await socket?.close();
+      await app.close();
+      await rt.close();
+    } finally {
+      releaseLock();
+    }
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await rt.close().catch(() => {});
+    releaseLock();
+    fail(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
+  }
+  app.log.info({ issuer: config.issuer, database: rt.dbh.kind }, 'latchkey ready');
+}
+
+void start();

@@ -1,0 +1,143 @@
+// Refresh-token families and their tokens. Tokens are stored as digests only.
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/types.js';
+import { digest, randomToken } from '../tokens/opaque.js';
+
+export const DENYLIST_CHANNEL = 'latchkey_denylist';
+
+export interface NewFamily {
+  id: string;
+  userId: string;
+  clientId: string;
+  scopes: string[];
+  resources: string[];
+  authTime: Date;
+  sessionSid: string | null;
+  offline: boolean;
+  codeDigest: string | null;
+  ip?: string;
+  userAgent?: string;
+  accessToken: { jti: string; exp: number };
+}
+
+export async function insertFamily(db: Kysely<Database>, f: NewFamily, at: Date, idleTtl: number, absoluteTtl: number): Promise<void> {
+  const absolute = new Date(at.getTime() + absoluteTtl * 1000);
+  const idle = new Date(Math.min(at.getTime() + idleTtl * 1000, absolute.getTime()));
+  await db
+    .insertInto('refresh_families')
+    .values({
+      id: f.id,
+      user_id: f.userId,
+      client_id: f.clientId,
+      scopes: JSON.stringify(f.scopes),
+      resources: JSON.stringify(f.resources),
+      auth_time: f.authTime,
+      session_sid: f.sessionSid,
+      offline: f.offline,
+      code_digest: f.codeDigest,
+      created_at: at,
+      last_used_at: at,
+      idle_expires_at: idle,
+      absolute_expires_at: absolute,
+      created_ip: f.ip?.slice(0, 64) ?? null,
+      created_user_agent: f.userAgent?.slice(0, 256) ?? null,
+      access_tokens: JSON.stringify([f.accessToken]),
+    })
+    .execute();
+}
+
+/** A new refresh token in `familyId`; returns the token (shown once). */
+export async function insertRefreshToken(db: Kysely<Database>, familyId: string, at: Date): Promise<{ token: string; tokenDigest: string }> {
+  const token = randomToken(32);
+  const tokenDigest = digest(token);
+  await db.insertInto('refresh_tokens').values({ token_digest: tokenDigest, family_id: familyId, created_at: at }).execute();
+  return { token, tokenDigest };
+}
+
+/**
+ * Revoke a family: every refresh token in it stops working and every unexpired access token it
+ * produced is denylisted; other replicas hear of it at commit (pg_notify is transactional).
+ * Returns false when the family was already revoked or does not exist.
+ */
+export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: string, at: Date): Promise<boolean> {
+  const row = await db
+    .updateTable('refresh_families')
+    .set({ revoked_at: at, revoked_reason: reason })
+    .where('id', '=', familyId)
+    .where('revoked_at', 'is', null)
+    .returning(['access_tokens'])
+    .executeTakeFirst();
+  if (!row) return false;
+  await denylist(db, row.access_tokens, at);
+  return true;
+}
+
+/** Put access tokens' jtis on the denylist until they expire. */
+export async function denylist(db: Kysely<Database>, tokens: Array<{ jti: string; exp: number }>, at: Date): Promise<number> {
+  const live = tokens.filter((t) => t.exp * 1000 > at.getTime());
+  if (live.length === 0) return 0;
+  await db
+    .insertInto('denylist')
+    .values(live.map((t) => ({ jti: t.jti, expires_at: new Date(t.exp * 1000) })))
+    .onConflict((oc) => oc.column('jti').doNothing())
+    .execute();
+  await sql`SELECT pg_notify(${DENYLIST_CHANNEL}, '')`.execute(db);
+  return live.length;
+}
+
+export async function revokeFamiliesWhere(
+  db: Kysely<Database>,
+  filter: { userId?: string; clientId?: string; sessionSid?: string; onlyOnline?: boolean; codeDigest?: string },
+  reason: string,
+  at: Date,
+): Promise<number> {
+  let q = db.selectFrom('refresh_families').select('id').where('revoked_at', 'is', null);
+  if (filter.userId) q = q.where('user_id', '=', filter.userId);
+  if (filter.clientId) q = q.where('client_id', '=', filter.clientId);
+  if (filter.sessionSid) q = q.where('session_sid', '=', filter.sessionSid);
+  if (filter.codeDigest) q = q.where('code_digest', '=', filter.codeDigest);
+  if (filter.onlyOnline) q = q.where('offline', '=', false);
+  const ids = (await q.execute()).map((r) => r.id);
+  let n = 0;
+  for (const id of ids) if (await revokeFamily(db, id, reason, at)) n++;
+  return n;
+}
+
+export interface FamilySummary {
+  id: string;
+  client_id: string;
+  user_id: string;
+  scope: string;
+  offline: boolean;
+  created_at: string;
+  last_used_at: string;
+  idle_expires_at: string;
+  absolute_expires_at: string;
+  revoked_at: string | null;
+  revoked_reason: string | null;
+  created_ip: string | null;
+  created_user_agent: string | null;
+}
+
+export async function listFamilies(db: Kysely<Database>, filter: { userId?: string; clientId?: string; includeRevoked?: boolean }): Promise<FamilySummary[]> {
+  let q = db.selectFrom('refresh_families').selectAll();
+  if (filter.userId) q = q.where('user_id', '=', filter.userId);
+  if (filter.clientId) q = q.where('client_id', '=', filter.clientId);
+  if (!filter.includeRevoked) q = q.where('revoked_at', 'is', null);
+  const rows = await q.orderBy('created_at', 'desc').limit(1000).execute();
+  return rows.map((r) => ({
+    id: r.id,
+    client_id: r.client_id,
+    user_id: r.user_id,
+    scope: r.scopes.join(' '),
+    offline: r.offline,
+    created_at: r.created_at.toISOString(),
+    last_used_at: r.last_used_at.toISOString(),
+    idle_expires_at: r.idle_expires_at.toISOString(),
+    absolute_expires_at: r.absolute_expires_at.toISOString(),
+    revoked_at: r.revoked_at?.toISOString() ?? null,
+    revoked_reason: r.revoked_reason,
+    created_ip: r.created_ip,
+    created_user_agent: r.created_user_agent,
+  }));
+}

@@ -1,0 +1,72 @@
+// Repository functions for users; they take `db | trx` first, the caller opens transactions.
+import type { Kysely } from 'kysely';
+import type { Database, User } from '../db/types.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (s: string): boolean => UUID_RE.test(s);
+
+// A pragmatic email check: one @, no spaces, a dot in the domain, within RFC 5321 lengths.
+export function isValidEmail(email: string): boolean {
+  return email.length <= 254 && /^[^\s@]{1,64}@[^\s@]+\.[^\s@]+$/.test(email);
+}
+
+export async function findUserById(db: Kysely<Database>, id: string): Promise<User | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function findUserByEmail(db: Kysely<Database>, email: string): Promise<User | undefined> {
+  return db
+    .selectFrom('users')
+    .selectAll()
+    .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()))
+    .executeTakeFirst();
+}
+
+export async function findUserByIdOrEmail(db: Kysely<Database>, ref: string): Promise<User | undefined> {
+  return isUuid(ref) ? findUserById(db, ref) : findUserByEmail(db, ref);
+}
+
+export interface CreateUserInput {
+  email: string;
+  name?: string | null;
+  emailVerified?: boolean;
+  passwordHash: string;
+}
+
+export async function insertUser(db: Kysely<Database>, input: CreateUserInput, at: Date): Promise<User> {
+  return db
+    .insertInto('users')
+    .values({
+      email: input.email,
+      name: input.name ?? null,
+      email_verified: input.emailVerified ?? false,
+      password_hash: input.passwordHash,
+      created_at: at,
+      updated_at: at,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function listUsers(db: Kysely<Database>): Promise<User[]> {
+  return db.selectFrom('users').selectAll().orderBy('created_at').orderBy('email').execute();
+}
+
+export async function setUserDisabled(db: Kysely<Database>, id: string, disabled: boolean, at: Date): Promise<User | undefined> {
+  return db.updateTable('users').set({ disabled, updated_at: at }).where('id', '=', id).returningAll().executeTakeFirst();
+}
+
+export async function setPasswordHash(db: Kysely<Database>, id: string, passwordHash: string, at: Date): Promise<void> {
+  await db.updateTable('users').set({ password_hash: passwordHash, updated_at: at }).where('id', '=', id).execute();
+}
+
+export async function deleteUser(db: Kysely<Database>, id: string): Promise<boolean> {
+  const r = await db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+  return Number(r.numDeletedRows) > 0;
+}
+
+/** The user as shown by the CLI and admin API: never the password hash. */
+export function publicUser(u: User): { id: string; email: string; email_verified: boolean; name: string | null; disabled: boolean; created_at: string } {
+  return { id: u.id, email: u.email, email_verified: u.email_verified, name: u.name, disabled: u.disabled, created_at: u.created_at.toISOString() };
+}

@@ -1,0 +1,57 @@
+// ID tokens (OIDC Core §2): signed with the client's id_token_signed_response_alg (RS256 unless
+// the client registered another).
+import crypto from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { SigningAlg } from '../config.js';
+import type { User } from '../db/types.js';
+import type { TokenDeps } from './access-token.js';
+
+/** OIDC Core §3.1.3.6: left half of the hash of the access token (SHA-512 for Ed25519). */
+export function atHash(accessToken: string, alg: string): string {
+  const hash = alg === 'EdDSA' ? 'sha512' : 'sha256';
+  const d = crypto.createHash(hash).update(accessToken, 'ascii').digest();
+  return d.subarray(0, d.length / 2).toString('base64url');
+}
+
+export function userClaims(user: User, scopes: readonly string[]): Record<string, unknown> {
+  const claims: Record<string, unknown> = {};
+  if (scopes.includes('profile')) claims.name = user.name ?? undefined;
+  if (scopes.includes('email')) {
+    claims.email = user.email;
+    claims.email_verified = user.email_verified;
+  }
+  return Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined));
+}
+
+export interface IdTokenInput {
+  clientId: string;
+  alg: SigningAlg;
+  user: User;
+  scopes: string[];
+  authTime: number;
+  nonce?: string | null;
+  sid?: string | null;
+  accessToken: string;
+}
+
+export async function signIdToken(deps: TokenDeps, input: IdTokenInput): Promise<string> {
+  const { config, keystore, clock } = deps;
+  const key = keystore.signingKey(input.alg);
+  const iat = Math.floor(clock.now() / 1000);
+  const claims: Record<string, unknown> = {
+    auth_time: input.authTime,
+    azp: input.clientId,
+    at_hash: atHash(input.accessToken, key.alg),
+    ...userClaims(input.user, input.scopes),
+  };
+  if (input.nonce) claims.nonce = input.nonce;
+  if (input.sid) claims.sid = input.sid;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
+    .setIssuer(config.issuer)
+    .setSubject(input.user.id)
+    .setAudience(input.clientId)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + config.idTokenTtl)
+    .sign(key.privateKey);
+}

@@ -1,0 +1,132 @@
+// Scale out: three Latchkey processes (the built server) on one Postgres, requests spread across
+// them round-robin. Refresh chains hop replicas; a revocation on one is seen by the others; one
+// replica is killed (SIGKILL) mid-load; afterwards the database holds its invariants and the
+// survivors serve on.
+import t from 'tap';
+import { postgres, postgresOnly, dropCreatedDatabases } from '../helpers/backends.js';
+import { freePort, TEST_KEK } from '../helpers/runtime.js';
+import { runCli, startServer, waitFor, type ServerProcess } from '../helpers/process.js';
+import { loginAndRedeem, postForm, tokenRequest } from '../helpers/flow.js';
+import pg from 'pg';
+
+t.teardown(dropCreatedDatabases);
+
+const REDIRECT = 'http://127.0.0.1:9999/cb';
+
+t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
+  const databaseUrl = await postgres.create();
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const issuer = `http://127.0.0.1:${ports[0]}`;
+  const base = { DATABASE_URL: databaseUrl, LATCHKEY_KEK: TEST_KEK, ISSUER: issuer, LOG_LEVEL: 'warn' };
+  const servers: ServerProcess[] = await Promise.all(ports.map((p) => startServer({ ...base, PORT: String(p) })));
+  t.teardown(async () => {
+    await Promise.all(servers.map((s) => s.stop('SIGTERM')));
+  });
+  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
+
+  const cli = async (args: string[], stdin?: string) => {
+    const r = await runCli([...args, '--json'], base, stdin);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as Record<string, string>;
+  };
+  await cli(['users', 'create', '--email', 'sam@example.com', '--password-stdin'], 'sam password 123\n');
+  const app = await cli(['clients', 'create', '--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', 'https://api.example.com']);
+  const rs = await cli(['clients', 'create', '--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'x', '--audiences', 'https://api.example.com']);
+  const auth = { clientId: app.client_id!, secret: app.client_secret };
+
+  // the login pages post back to the issuer (replica 0); token traffic goes anywhere
+  const chains: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const { tokens } = await loginAndRedeem({ issuer, clientId: auth.clientId, secret: auth.secret, redirectUri: REDIRECT, email: 'sam@example.com', password: 'sam password 123', scope: 'openid offline_access' });
+    chains.push(tokens.refresh_token!);
+  }
+
+  await t.test('refresh chains hop replicas round-robin', async (t) => {
+    let n = 0;
+    for (let round = 0; round < 6; round++) {
+      for (let c = 0; c < chains.length; c++) {
+        const r = await tokenRequest(urls[n++ % 3]!, { grant_type: 'refresh_token', refresh_token: chains[c]! }, auth);
+        t.equal(r.status, 200, `chain ${c} round ${round}`);
+        chains[c] = r.body.refresh_token as string;
+      }
+    }
+  });
+
+  await t.test('a revocation on one replica is seen by the others', async (t) => {
+    const r = await tokenRequest(urls[1]!, { grant_type: 'refresh_token', refresh_token: chains[0]! }, auth);
+    chains[0] = r.body.refresh_token as string;
+    const at = r.body.access_token as string;
+    for (const u of urls) t.equal((await postForm(`${u}/introspect`, { token: at }, { clientId: rs.client_id!, secret: rs.client_secret })).body.active, true);
+    t.equal((await postForm(`${urls[0]}/revoke`, { token: at }, auth)).status, 200);
+    for (const u of urls.slice(1)) {
+      await waitFor(async () => ((await postForm(`${u}/introspect`, { token: at }, { clientId: rs.client_id!, secret: rs.client_secret })).body.active === false ? true : undefined), 15000);
+      t.pass(`${u} sees the revocation`);
+      await waitFor(async () => ((await fetch(`${u}/userinfo`, { headers: { authorization: `Bearer ${at}` } })).status === 401 ? true : undefined), 15000);
+    }
+  });
+
+  await t.test('a replica killed mid-load; invariants hold; survivors serve on', async (t) => {
+    let errorsOnSurvivors = 0;
+    const survivors = [urls[0]!, urls[1]!];
+    const work = chains.map(async (_, c) => {
+      for (let i = 0; i < 15; i++) {
+        const target = urls[(c + i) % 3]!;
+        let r;
+        try {
+          r = await tokenRequest(target, { grant_type: 'refresh_token', refresh_token: chains[c]! }, auth);
+        } catch {
+          // the killed replica: retry once on a survivor with the same token (a real client would)
+          try {
+            r = await tokenRequest(survivors[i % 2]!, { grant_type: 'refresh_token', refresh_token: chains[c]! }, auth);
+          } catch {
+            errorsOnSurvivors++;
+            continue;
+          }
+        }
+        if (r.status === 200) chains[c] = r.body.refresh_token as string;
+        else if (r.status >= 500) errorsOnSurvivors++;
+        else break; // the chain died (a rotation committed by the killed replica): the user logs in again
+      }
+    });
+    await new Promise((res) => setTimeout(res, 150));
+    servers[2]!.proc.kill('SIGKILL');
+    await Promise.all(work);
+    t.equal(servers[2]!.proc.signalCode ?? (await new Promise((r) => servers[2]!.proc.once('exit', (_c, sig) => r(sig)))), 'SIGKILL', 'the replica was killed');
+    t.equal(errorsOnSurvivors, 0, 'no 5xx and no connection errors from the survivors');
+
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const forks = await db.query(`SELECT successor_digest, count(*) FROM refresh_tokens WHERE successor_digest IS NOT NULL GROUP BY 1 HAVING count(*) > 1`);
+      t.equal(forks.rowCount, 0, 'no token is the successor of two');
+      const dangling = await db.query(`SELECT t.token_digest FROM refresh_tokens t LEFT JOIN refresh_tokens s ON s.token_digest = t.successor_digest WHERE t.successor_digest IS NOT NULL AND s.token_digest IS NULL`);
+      t.equal(dangling.rowCount, 0, 'no half-done rotation: every successor exists');
+      const unconsumedWithSuccessor = await db.query(`SELECT 1 FROM refresh_tokens WHERE consumed_at IS NULL AND successor_digest IS NOT NULL`);
+      t.equal(unconsumedWithSuccessor.rowCount, 0);
+      const twoHeads = await db.query(`SELECT family_id FROM refresh_tokens WHERE consumed_at IS NULL GROUP BY family_id HAVING count(*) > 1`);
+      t.equal(twoHeads.rowCount, 0, 'every family has at most one usable token (the chain never forks)');
+      const orphans = await db.query(
+        `SELECT t.family_id FROM refresh_tokens t
+         WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens p WHERE p.successor_digest = t.token_digest)
+         GROUP BY t.family_id HAVING count(*) <> 1`,
+      );
+      t.equal(orphans.rowCount, 0, 'each family is one linear chain from its first token');
+      const revokedButLive = await db.query(
+        `SELECT f.id FROM refresh_families f, jsonb_array_elements(f.access_tokens) a
+         WHERE f.revoked_at IS NOT NULL AND (a->>'exp')::bigint > extract(epoch from now()) AND NOT EXISTS (SELECT 1 FROM denylist d WHERE d.jti = a->>'jti')`,
+      );
+      t.equal(revokedButLive.rowCount, 0, 'no family both revoked and with a live (non-denylisted) access token');
+    } finally {
+      await db.end();
+    }
+
+    // the survivors serve on
+    for (let c = 0; c < chains.length; c++) {
+      const r = await tokenRequest(survivors[c % 2]!, { grant_type: 'refresh_token', refresh_token: chains[c]! }, auth);
+      t.ok(r.status === 200 || r.body.error === 'invalid_grant', `chain ${c}: served (${r.status})`);
+      t.ok(r.status < 500);
+    }
+    const disco = await fetch(`${survivors[1]}/.well-known/openid-configuration`);
+    t.equal(disco.status, 200);
+  });
+});
