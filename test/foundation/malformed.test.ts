@@ -170,6 +170,8 @@ for (const backend of backends()) {
       const path = concrete(route.path);
       // the route's normal answers, for inputs it may merely ignore
       const normal = new Set<number>([304]);
+      // readiness legitimately flips to 503 when a check is slow on a loaded machine (2 s budget)
+      if (route.path === '/readyz') normal.add(200).add(503);
       for (const m of route.methods.length ? route.methods : ['GET']) {
         normal.add((await raw(port, req(m, path, m === 'GET' || m === 'HEAD' ? {} : { headers: FORM_HEADERS, body: '' }))).status);
       }
@@ -177,14 +179,19 @@ for (const backend of backends()) {
         const a = await raw(port, c.request(path, route));
         const what = `${c.name} on ${route.methods.join(',') || '(unknown)'} ${route.path} → ${a.status}`;
         const acceptable = (a.status >= 400 && a.status < 500) || (c.ignorable === true && normal.has(a.status) && a.status < 500);
-        if (!acceptable) t.fail(what, { head: a.head, body: a.body.slice(0, 500) });
+        if (!acceptable) t.fail(what, { normal: [...normal], head: a.head, body: a.body.slice(0, 500) });
         if (STACK_TRACE.test(a.body)) t.fail(`${what}: the answer shows a stack trace or a path`, { body: a.body.slice(0, 500) });
       }
       t.pass(`${route.methods.join(',') || '(unknown)'} ${route.path}: ${cases.length} malformed requests, all 4xx or the normal answer, no stack trace`);
     }
 
     t.notMatch(env.logs(), /"level":(50|60)/, 'no request logged an error');
-    const health = await fetch(`${env.config.issuer}/readyz`);
-    t.equal(health.status, 200, 'the server is still ready after all that');
+    // a check may time out once on a loaded machine; a broken server stays at 503
+    let status = 0;
+    for (let i = 0; i < 5 && status !== 200; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 500));
+      status = (await fetch(`${env.config.issuer}/readyz`)).status;
+    }
+    t.equal(status, 200, 'the server is still ready after all that');
   });
 }
