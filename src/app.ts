@@ -19,6 +19,7 @@ import { STYLESHEET } from './http/views/html.js';
 import { startKeyMaintenance } from './keys/maintenance.js';
 import { idTokenSigningAlgs } from './keys/keystore.js';
 import { ClientCache, CLIENTS_CHANNEL } from './store/client-cache.js';
+import { UserCache } from './store/user-cache.js';
 import { createServices } from './http/services.js';
 import { grants } from './grants/registry.js';
 import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
@@ -102,17 +103,20 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
 
   const clients = new ClientCache(rt.db, rt.clock);
   const stopClients = await rt.dbh.listen(CLIENTS_CHANNEL, (id) => clients.invalidate(id || undefined), () => clients.invalidate());
+  const users = new UserCache(rt.db, rt.clock);
+  const stopUsers = await users.start(rt.dbh);
   const stopKeys = await startKeyMaintenance(rt, app.log);
   app.addHook('onClose', async () => {
     await stopKeys();
     await stopClients();
+    await stopUsers();
   });
   const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
   const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
   app.addHook('onClose', async () => stopPruning());
-  const svc = createServices(rt, clients, limits, denylist);
+  const svc = createServices(rt, clients, users, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {
       if (await denylist.isDenied(claims.jti)) throw new InvalidToken('the access token was revoked');

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Runtime } from '../runtime.js';
 import type { Config } from '../config.js';
 import type { ClientCache } from '../store/client-cache.js';
+import type { UserCache } from '../store/user-cache.js';
 import type { FailureLimits } from './plugins/failure-limits.js';
 import { cookieNames, type CookieNames } from './browser.js';
 import { recordAudit, type AuditEvent } from '../store/audit.js';
@@ -12,6 +13,8 @@ export interface Services {
   rt: Runtime;
   config: Config;
   clients: ClientCache;
+  /** Users for /userinfo and /introspect (cached, invalidated by NOTIFY on every change). */
+  users: UserCache;
   limits: FailureLimits;
   cookies: CookieNames;
   /** Record an audit event with the request's client IP (per TRUST_PROXY). Never throws. */
@@ -20,11 +23,12 @@ export interface Services {
   denylist: DenylistView;
 }
 
-export function createServices(rt: Runtime, clients: ClientCache, limits: FailureLimits, denylist: DenylistView): Services {
+export function createServices(rt: Runtime, clients: ClientCache, users: UserCache, limits: FailureLimits, denylist: DenylistView): Services {
   return {
     rt,
     config: rt.config,
     clients,
+    users,
     limits,
     cookies: cookieNames(rt.config),
     async audit(req, e) {

@@ -11,6 +11,8 @@ const MAX_ENTRIES = 10000;
 
 export class ClientCache {
   private entries = new Map<string, { client: Client | undefined; at: number }>();
+  /** Bumped by every invalidation: a database read that started before one is not cached. */
+  private generation = 0;
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
@@ -20,7 +22,9 @@ export class ClientCache {
     const now = this.clock.now();
     const hit = this.entries.get(clientId);
     if (hit && now - hit.at < TTL_MS && now >= hit.at) return hit.client;
+    const generation = this.generation;
     const client = await findClient(this.db, clientId);
+    if (generation !== this.generation) return client;
     if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
     // unknown ids are not cached, so a flood of random ids cannot fill the map
     if (client) this.entries.set(clientId, { client, at: now });
@@ -29,6 +33,7 @@ export class ClientCache {
   }
 
   invalidate(clientId?: string): void {
+    this.generation++;
     if (clientId) this.entries.delete(clientId);
     else this.entries.clear();
   }

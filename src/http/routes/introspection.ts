@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { InvalidClient, InvalidRequest } from '../../errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { digest } from '../../tokens/opaque.js';
-import { findUserById } from '../../store/users.js';
+import { isUuid } from '../../store/users.js';
 import type { Client } from '../../store/clients.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
 import { FormBody } from '../schemas/form.js';
@@ -42,7 +42,7 @@ export function registerIntrospection(app: FastifyInstance, svc: Services, guard
       // a deleted client's tokens die with it (its client_credentials tokens belong to no family)
       if (claims.client_id !== caller.clientId && !(await svc.clients.get(claims.client_id))) return INACTIVE;
       if (claims.sub !== claims.client_id) {
-        const user = await findUserById(svc.rt.db, claims.sub);
+        const user = isUuid(claims.sub) ? await svc.users.get(claims.sub) : undefined;
         if (!user || user.disabled) return INACTIVE;
       }
       return {

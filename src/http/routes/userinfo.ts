@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { userClaims } from '../../tokens/id-token.js';
-import { findUserById, isUuid } from '../../store/users.js';
+import { isUuid } from '../../store/users.js';
 import { userinfoAudience } from '../../protocol/audience.js';
 import type { Services } from '../services.js';
 
@@ -44,7 +44,7 @@ export function registerUserinfo(app: FastifyInstance, svc: Services, guard: Acc
     const scopes = (claims.scope ?? '').split(' ');
     if (!scopes.includes('openid')) throw new InvalidToken('the access token was not granted openid');
     if (!isUuid(claims.sub)) throw new InvalidToken('the access token has no user');
-    const user = await findUserById(svc.rt.db, claims.sub);
+    const user = await svc.users.get(claims.sub);
     if (!user || user.disabled) throw new InvalidToken('the user is not active');
     return { sub: user.id, ...userClaims(user, scopes) };
   };
