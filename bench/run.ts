@@ -101,14 +101,18 @@ interface LatchkeyEnv {
   kek: string;
 }
 
+/** Extra node flags for the Latchkey processes, e.g. BENCH_LATCHKEY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const nodeArgs = (): string[] => (process.env.BENCH_LATCHKEY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 function latchkeyEnv(e: LatchkeyEnv, port: number, issuer: string): Record<string, string> {
-  return { PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: e.databaseUrl, LATCHKEY_KEK: e.kek, LATCHKEY_KEK_FILE: '', LOG_LEVEL: 'warn' };
+  const env: Record<string, string> = { PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: e.databaseUrl, LATCHKEY_KEK: e.kek, LATCHKEY_KEK_FILE: '', LOG_LEVEL: 'warn' };
+  return env;
 }
 
 /** Launches dist/server.js and returns it with the ms from spawn to /readyz 200. */
 async function startLatchkey(name: string, e: LatchkeyEnv, port: number, issuer: string): Promise<{ child: Child; readyMs: number }> {
   const t0 = performance.now();
-  const child = startChild(name, [path.join(ROOT, 'dist', 'server.js')], latchkeyEnv(e, port, issuer), { cwd: ROOT });
+  const child = startChild(name, [...nodeArgs(), path.join(ROOT, 'dist', 'server.js')], latchkeyEnv(e, port, issuer), { cwd: ROOT });
   const readyMs = await waitFor200(child, `http://127.0.0.1:${port}/readyz`, t0);
   return { child, readyMs };
 }

@@ -46,6 +46,8 @@ export interface Config {
   passwordHashQueue: number;
   bodyLimit: number;
   pgPoolSize: number;
+  /** Hot statements as named prepared statements (off behind a pooler that cannot keep them). */
+  pgPreparedStatements: boolean;
   pruneIntervalSeconds: number;
 }
 
@@ -177,6 +179,7 @@ export function loadConfig(env: Env = process.env): Config {
     passwordHashQueue: int(env, 'PASSWORD_HASH_QUEUE', 32, 0, 10000),
     bodyLimit: int(env, 'BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
+    pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),
     pruneIntervalSeconds: int(env, 'PRUNE_INTERVAL_SECONDS', 60, 1, day),
   };
 }

@@ -39,7 +39,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
   const clock = opts.clock ?? systemClock;
   // the KEK first: a missing one must stop the start before anything is written
   const kek = loadKek({ kek: config.kek, kekFile: config.kekFile, embedded: isEmbedded(config) });
-  const dbh = await createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.pgPoolSize, onError: opts.onDbError });
+  const dbh = await createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.pgPoolSize, preparedStatements: config.pgPreparedStatements, onError: opts.onDbError });
   try {
     await migrate(dbh.db);
     await bootstrapKeys(dbh.db, kek, config.enabledAlgs, clock);

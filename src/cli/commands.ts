@@ -462,6 +462,31 @@ export interface ParsedCommand {
   json: boolean;
 }
 
+// Key ids (JWK thumbprints) and client ids are base64url and may begin with '-': such an argument
+// is a positional when the command takes one and it is no option of the command's.
+const ID_LIKE = /^-[A-Za-z0-9_-]{19,}$/;
+function positionalsFirst(rest: string[], command: Command): string[] {
+  if (!command.positionals) return rest;
+  const options = command.options ?? {};
+  const args: string[] = [];
+  const ids: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--') return [...args, '--', ...ids, ...rest.slice(i + 1)];
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : undefined;
+    const option = name !== undefined ? options[name] : undefined;
+    if (option) {
+      // the value of a string option is its own, whatever it looks like
+      if (option.type === 'string' && !a.includes('=') && i + 1 < rest.length) args.push(`${a}=${rest[++i]!}`);
+      else args.push(a);
+      continue;
+    }
+    if (ID_LIKE.test(a)) ids.push(a);
+    else args.push(a);
+  }
+  return ids.length ? [...args, '--', ...ids] : args;
+}
+
 /** Parse argv strictly: an unknown command or option is a CliError. */
 export function parseCommand(argv: string[]): ParsedCommand {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') throw new CliError(usage());
@@ -469,7 +494,7 @@ export function parseCommand(argv: string[]): ParsedCommand {
   if (!found) throw new CliError(`unknown command: ${argv.slice(0, 2).join(' ')} (run \`latchkey help\`)`);
   let parsed;
   try {
-    parsed = parseArgs({ args: found.rest, options: { ...found.command.options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: positionalsFirst(found.rest, found.command), options: { ...found.command.options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   } catch (err) {
     throw new CliError(`${(err as Error).message.split('\n')[0]} (usage: ${found.command.usage})`);
   }

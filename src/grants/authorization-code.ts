@@ -41,7 +41,7 @@ async function redeemFast(ctx: GrantContext, code: string, redirectUri: string, 
   const requested = JSON.stringify(ctx.resources);
   const defaultAud = JSON.stringify(client.audiences.slice(0, 1));
   const canRefresh = client.grantTypes.includes('refresh_token');
-  const r = await sql<{
+  const rows = await rt.dbh.prepared<{
     user_id: string;
     scopes: string[];
     resources: string[];
@@ -52,7 +52,7 @@ async function redeemFast(ctx: GrantContext, code: string, redirectUri: string, 
     name: string | null;
     email_verified: boolean;
     refresh: string | number;
-  }>`
+  }>('latchkey_code_redeem', sql`
     WITH sess AS (
       SELECT ended_at FROM login_sessions
       WHERE sid = (SELECT session_sid FROM authorization_codes WHERE code_digest = ${codeDigest})
@@ -86,8 +86,8 @@ async function redeemFast(ctx: GrantContext, code: string, redirectUri: string, 
     SELECT c.user_id, c.scopes, c.resources, c.nonce, c.auth_time, c.session_sid, u.email, u.name, u.email_verified,
       (SELECT count(*) FROM rt) AS refresh
     FROM c JOIN users u ON u.id = c.user_id
-  `.execute(rt.db);
-  const row = r.rows[0];
+  `.compile(rt.db));
+  const row = rows[0];
   if (!row) return undefined;
   const openid = row.scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);

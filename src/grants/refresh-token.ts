@@ -34,7 +34,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + rt.config.accessTokenTtl;
   const idleExpires = new Date(now.getTime() + rt.config.refreshIdleTtl * 1000);
-  const r = await sql<{
+  const rows = await rt.dbh.prepared<{
     id: string;
     user_id: string;
     scopes: string[];
@@ -44,7 +44,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
     email: string;
     name: string | null;
     email_verified: boolean;
-  }>`
+  }>('latchkey_refresh_rotate', sql`
     WITH consumed AS (
       UPDATE refresh_tokens t SET consumed_at = ${now}, successor_digest = ${nextDigest}
       FROM refresh_families f JOIN users u ON u.id = f.user_id
@@ -70,8 +70,8 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
       RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid
     )
     SELECT fam.*, u.email, u.name, u.email_verified FROM fam JOIN users u ON u.id = fam.user_id
-  `.execute(rt.db);
-  const row = r.rows[0];
+  `.compile(rt.db));
+  const row = rows[0];
   if (!row) return undefined;
   const scopes = requested.length ? requested : row.scopes;
   const openid = scopes.includes('openid');

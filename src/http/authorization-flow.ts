@@ -13,7 +13,7 @@ import type { Services } from './services.js';
 export async function currentSession(svc: Services, req: FastifyRequest): Promise<LoginSession | undefined> {
   const value = readSignedCookie(req, svc.cookies.session);
   if (!value) return undefined;
-  return findLiveSession(svc.rt.db, value, svc.now(), svc.config.sessionIdleTtl);
+  return findLiveSession(svc.rt.dbh, value, svc.now(), svc.config.sessionIdleTtl);
 }
 
 /** OIDC Core §3.1.2.1: prompt=login and max_age demand a fresh authentication. */
@@ -40,7 +40,7 @@ export function errorRedirect(svc: Services, redirectUri: string, err: OAuthErro
 
 export async function issueCodeRedirect(svc: Services, request: AuthorizationRequest, session: LoginSession): Promise<string> {
   const code = await createCode(
-    svc.rt.db,
+    svc.rt.dbh,
     {
       clientId: request.clientId,
       userId: session.userId,

@@ -2,6 +2,7 @@
 // redirect URI, PKCE challenge, scopes, nonce, auth time and login session.
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/types.js';
+import type { DbHandle } from '../db/create-db.js';
 import { digest, randomToken } from '../tokens/opaque.js';
 
 export interface CodeGrant {
@@ -16,9 +17,9 @@ export interface CodeGrant {
   sessionSid: string | null;
 }
 
-export async function createCode(db: Kysely<Database>, grant: CodeGrant, at: Date, ttl: number): Promise<string> {
+export async function createCode(dbh: Pick<DbHandle, 'db' | 'prepared'>, grant: CodeGrant, at: Date, ttl: number): Promise<string> {
   const code = randomToken(32);
-  await db
+  const query = dbh.db
     .insertInto('authorization_codes')
     .values({
       code_digest: digest(code),
@@ -34,7 +35,8 @@ export async function createCode(db: Kysely<Database>, grant: CodeGrant, at: Dat
       created_at: at,
       expires_at: new Date(at.getTime() + ttl * 1000),
     })
-    .execute();
+    .compile();
+  await dbh.prepared('latchkey_code_insert', query);
   return code;
 }
 

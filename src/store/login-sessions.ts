@@ -1,7 +1,7 @@
 // Login sessions: the browser holds an opaque 256-bit id in a signed cookie; we store its digest.
-import crypto from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
+import type { DbHandle } from '../db/create-db.js';
 import { digest, randomToken } from '../tokens/opaque.js';
 
 export interface LoginSession {
@@ -17,7 +17,7 @@ export async function createLoginSession(
   input: { userId: string; at: Date; idleTtl: number; absoluteTtl: number; ip?: string; userAgent?: string },
 ): Promise<{ cookieValue: string; session: LoginSession }> {
   const cookieValue = randomToken(32);
-  const sid = crypto.randomBytes(16).toString('base64url');
+  const sid = randomToken(16);
   const idle = new Date(input.at.getTime() + input.idleTtl * 1000);
   const absolute = new Date(input.at.getTime() + input.absoluteTtl * 1000);
   await db
@@ -42,13 +42,15 @@ export async function createLoginSession(
  * The live session behind a cookie value: not ended, not expired, its user not disabled. Slides
  * the idle expiry (bounded by the absolute one).
  */
-export async function findLiveSession(db: Kysely<Database>, cookieValue: string, at: Date, idleTtl: number): Promise<LoginSession | undefined> {
-  const row = await db
+export async function findLiveSession(dbh: Pick<DbHandle, 'db' | 'prepared'>, cookieValue: string, at: Date, idleTtl: number): Promise<LoginSession | undefined> {
+  const { db } = dbh;
+  const query = db
     .selectFrom('login_sessions as s')
     .innerJoin('users as u', 'u.id', 's.user_id')
     .select(['s.id_digest', 's.sid', 's.user_id', 's.auth_time', 's.idle_expires_at', 's.absolute_expires_at', 's.ended_at', 's.last_seen_at', 'u.disabled'])
-    .where('s.id_digest', '=', digest(cookieValue))
-    .executeTakeFirst();
+    .where('s.id_digest', '=', digest(cookieValue));
+  type Row = Awaited<ReturnType<typeof query.executeTakeFirstOrThrow>>;
+  const [row] = await dbh.prepared<Row>('latchkey_session_find', query.compile());
   if (!row || row.ended_at || row.disabled) return undefined;
   if (row.idle_expires_at.getTime() <= at.getTime() || row.absolute_expires_at.getTime() <= at.getTime()) return undefined;
   let idleExpiresAt = row.idle_expires_at;

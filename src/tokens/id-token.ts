@@ -1,15 +1,14 @@
 // ID tokens (OIDC Core §2): signed with the client's id_token_signed_response_alg (RS256 unless
 // the client registered another).
 import crypto from 'node:crypto';
-import { SignJWT } from 'jose';
 import type { SigningAlg } from '../config.js';
 import type { User } from '../db/types.js';
-import type { TokenDeps } from './access-token.js';
+import { signJwt, type TokenDeps } from './access-token.js';
 
 /** OIDC Core §3.1.3.6: left half of the hash of the access token (SHA-512 for Ed25519). */
 export function atHash(accessToken: string, alg: string): string {
   const hash = alg === 'EdDSA' ? 'sha512' : 'sha256';
-  const d = crypto.createHash(hash).update(accessToken, 'ascii').digest();
+  const d = crypto.hash(hash, accessToken, 'buffer') as unknown as Buffer;
   return d.subarray(0, d.length / 2).toString('base64url');
 }
 
@@ -39,6 +38,11 @@ export async function signIdToken(deps: TokenDeps, input: IdTokenInput): Promise
   const key = keystore.signingKey(input.alg);
   const iat = Math.floor(clock.now() / 1000);
   const claims: Record<string, unknown> = {
+    iss: config.issuer,
+    sub: input.user.id,
+    aud: input.clientId,
+    exp: iat + config.idTokenTtl,
+    iat,
     auth_time: input.authTime,
     azp: input.clientId,
     at_hash: atHash(input.accessToken, key.alg),
@@ -46,12 +50,5 @@ export async function signIdToken(deps: TokenDeps, input: IdTokenInput): Promise
   };
   if (input.nonce) claims.nonce = input.nonce;
   if (input.sid) claims.sid = input.sid;
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
-    .setIssuer(config.issuer)
-    .setSubject(input.user.id)
-    .setAudience(input.clientId)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + config.idTokenTtl)
-    .sign(key.privateKey);
+  return signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'JWT' }, key.privateKey);
 }

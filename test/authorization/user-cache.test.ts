@@ -58,6 +58,31 @@ async function run(t: Test, backend: Backend): Promise<void> {
     t.ok(await eventually(async () => (await userinfo(url, at)).body.name === 'Uma Renamed'), `a rename by plain SQL reaches ${url} with the clock frozen`);
   }
 
+  if (backend.name === 'postgres') {
+    const listeners = async () =>
+      (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`.execute(a.rt.db)).rows.map((r) => r.pid);
+    const before = await listeners();
+    t.equal(before.length, replicas.length, 'one LISTEN connection per replica carries every channel (keys, clients, users, denylist)');
+    // cut every replica's notification connection: each reconnects, and the cache follows again
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`.execute(a.rt.db);
+    t.ok(
+      await eventually(async () => {
+        const now = await listeners();
+        return now.length === replicas.length && now.every((p) => !before.includes(p));
+      }),
+      'new notification connections replace the cut ones',
+    );
+    await sql`UPDATE users SET name = 'Uma Again' WHERE id = ${userId}::uuid`.execute(a.rt.db);
+    for (const { url } of replicas) {
+      t.ok(await eventually(async () => (await userinfo(url, at)).body.name === 'Uma Again'), `after the reconnection a rename still reaches ${url}`);
+    }
+    for (const { url } of replicas) await userinfo(url, at); // cached again
+    await sql`UPDATE users SET name = 'Uma Third' WHERE id = ${userId}::uuid`.execute(a.rt.db);
+    for (const { url } of replicas) {
+      t.ok(await eventually(async () => (await userinfo(url, at)).body.name === 'Uma Third'), `…and the next one (${url})`);
+    }
+  }
+
   await sql`UPDATE users SET disabled = true WHERE id = ${userId}::uuid`.execute(a.rt.db);
   for (const { url } of replicas) {
     t.ok(await eventually(async () => (await userinfo(url, at)).status === 401), `a disabled user’s token is refused by /userinfo on ${url}`);

@@ -58,3 +58,16 @@ t.test('on the embedded database, through a running server', async (t) => {
   await setting.withDb((db) => checkDatabase(t, db, written));
 });
 
+
+t.test('a key id beginning with "-" is an argument, not an option', async (t) => {
+  const { parseCommand } = await import('../../src/cli/commands.js');
+  const kid = '-r3xK9_abcdefghijklmnopqrstuvwxyz0123456789';
+  t.same(parseCommand(['keys', 'revoke', kid]).positionals, [kid]);
+  const p = parseCommand(['keys', 'revoke', '--reason', '-short-reason', kid]);
+  t.same(p.positionals, [kid], 'after an option with a value');
+  t.equal(p.values.reason, '-short-reason', 'a string option keeps its value, even one beginning with "-"');
+  t.same(parseCommand(['keys', 'revoke', kid, '--json']).positionals, [kid], 'before --json');
+  t.same(parseCommand(['keys', 'revoke', '--', kid]).positionals, [kid], 'after "--" as before');
+  t.throws(() => parseCommand(['keys', 'revoke', '--bogus', kid]), /Unknown option '--bogus'/, 'an unknown option is still refused');
+  t.throws(() => parseCommand(['keys', 'revoke', '-x']), /Unknown option '-x'/, 'so is a short unknown one');
+});

@@ -31,6 +31,7 @@ t.test('a wrong value stops the start with one line naming the variable', async 
     ['SIGNING_ALG', 'none'],
     ['TRUST_PROXY', 'garbage'],
     ['LOG_LEVEL', 'loud'],
+    ['PG_PREPARED_STATEMENTS', 'maybe'],
   ];
   await Promise.all(
     cases.map(async ([name, value]) => {
