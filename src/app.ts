@@ -3,11 +3,11 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
-import helmet from '@fastify/helmet';
 import type { Runtime } from './runtime.js';
 import { loggerOptions } from './http/logging.js';
 import { registerErrorHandling } from './http/plugins/error-handler.js';
 import { registerFailureLimits } from './http/plugins/failure-limits.js';
+import { registerSecurityHeaders } from './http/plugins/security-headers.js';
 import { registerDiscovery, type Capabilities } from './http/routes/discovery.js';
 import { registerJwks } from './http/routes/jwks.js';
 import { registerHealth } from './http/routes/health.js';
@@ -92,13 +92,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerErrorHandling(app);
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
-  await app.register(helmet, {
-    // JSON endpoints need no CSP; the HTML pages set their own (with the client's form-action)
-    contentSecurityPolicy: false,
-    crossOriginResourcePolicy: false,
-    referrerPolicy: { policy: 'same-origin' },
-    strictTransportSecurity: config.issuerIsHttps ? { maxAge: 31536000, includeSubDomains: true } : false,
-  });
+  registerSecurityHeaders(app, { https: config.issuerIsHttps });
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
