@@ -12,7 +12,11 @@ COPY src ./src
 RUN npm run build
 
 FROM node:20-slim AS runtime
+# MALLOC_MMAP_THRESHOLD_: large blocks (argon2's 19 MiB, the crypto threads' buffers) are then always
+# mmapped and given back when freed; with glibc's adaptive threshold each thread keeps them (RSS after
+# the benchmark: 121 MB instead of about 205 MB)
 ENV NODE_ENV=production \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     HOST=0.0.0.0 \
     PORT=3000 \
     DATA_DIR=/data \

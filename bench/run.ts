@@ -106,6 +106,8 @@ const nodeArgs = (): string[] => (process.env.BENCH_LATCHKEY_NODE_ARGS ?? '').sp
 
 function latchkeyEnv(e: LatchkeyEnv, port: number, issuer: string): Record<string, string> {
   const env: Record<string, string> = { PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: e.databaseUrl, LATCHKEY_KEK: e.kek, LATCHKEY_KEK_FILE: '', LOG_LEVEL: 'warn' };
+  // as `npm start` and the Docker image run it (see scripts/start.js)
+  env.MALLOC_MMAP_THRESHOLD_ = process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072';
   return env;
 }
 
@@ -398,6 +400,8 @@ function renderReport(r: Report): string {
     '',
     `Latchkey resident memory (VmRSS) after the whole benchmark: ${fmt(r.rss.latchkey, 1)} MB — target ≤ 200 MB ${verdict(r.rss.latchkey === undefined ? undefined : r.rss.latchkey <= 200)}` +
       (r.rss.peer !== undefined ? ` (node-oidc-provider, for reference: ${fmt(r.rss.peer, 1)} MB)` : ''),
+    '',
+    `Latchkey runs with MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072'}, as \`npm start\` and the Docker image run it: glibc then gives large blocks (argon2's 19 MiB, the crypto threads' buffers) back when they are freed. With glibc's adaptive threshold the same run ended at 204–210 MB (measured 2026-11-24 on this machine).`,
     '',
     '## Revocation propagation between two replicas on one Postgres',
     '',

@@ -49,7 +49,10 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
       UPDATE refresh_tokens t SET consumed_at = ${now}, successor_digest = ${nextDigest}
       FROM refresh_families f JOIN users u ON u.id = f.user_id
       WHERE t.token_digest = ${tokenDigest} AND t.consumed_at IS NULL AND f.id = t.family_id
-        AND f.client_id = ${client.clientId} AND f.revoked_at IS NULL
+        -- "IS TRUE" keeps the client check out of index conditions: with stale statistics (a
+        -- table that grew since the last ANALYZE) the planner otherwise walks the client's live
+        -- families through refresh_families_client_live instead of taking t.family_id's row
+        AND (f.client_id = ${client.clientId}) IS TRUE AND f.revoked_at IS NULL
         AND f.idle_expires_at > ${now} AND f.absolute_expires_at > ${now}
         AND NOT u.disabled
         AND f.scopes @> ${JSON.stringify(requested)}::jsonb
