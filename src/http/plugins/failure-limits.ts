@@ -51,8 +51,13 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
   const pair = (name: string, perSubject: number, perIp: number): FailureLimit => {
     const subjectLimiter = make(name, perSubject, true);
     const ipLimiter = make(name, perIp, false);
+    // Without Redis the counters live in this process and only fail() fills them: while this
+    // replica has recorded no failure within the window, no key can be over its limit, and the
+    // check (two store lookups on every token request) is skipped.
+    let lastFailureAt = -Infinity;
     return {
       async check(req, subject) {
+        if (!redis && Date.now() - lastFailureAt > windowMs) return;
         (req as WithSubject)[SUBJECT] = subject.toLowerCase();
         for (const limiter of [ipLimiter, subjectLimiter]) {
           const s = await limiter(req, { increment: false });
@@ -60,6 +65,7 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
         }
       },
       async fail(req, subject) {
+        lastFailureAt = Date.now();
         (req as WithSubject)[SUBJECT] = subject.toLowerCase();
         await ipLimiter(req);
         await subjectLimiter(req);
