@@ -18,7 +18,7 @@ import { registerUserinfo, type AccessTokenGuard } from './http/routes/userinfo.
 import { STYLESHEET } from './http/views/html.js';
 import { startKeyMaintenance } from './keys/maintenance.js';
 import { idTokenSigningAlgs } from './keys/keystore.js';
-import { ClientCache, CLIENTS_CHANNEL } from './store/client-cache.js';
+import { ClientCache } from './store/client-cache.js';
 import { UserCache } from './store/user-cache.js';
 import { createServices } from './http/services.js';
 import { grants } from './grants/registry.js';
@@ -96,7 +96,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
-  const stopClients = await rt.dbh.listen(CLIENTS_CHANNEL, (id) => clients.invalidate(id || undefined), () => clients.invalidate());
+  const stopClients = await clients.start(rt.dbh);
   const users = new UserCache(rt.db, rt.clock);
   const stopUsers = await users.start(rt.dbh);
   const stopKeys = await startKeyMaintenance(rt, app.log);
