@@ -42,20 +42,20 @@ interface TableSeed {
   sql: string;
 }
 
-// The schema of migrations/20261124000300_refresh_families.sql. Expired families are past their
+// The schema of migrations/20261124000300_refresh_families.sql (and 000700). Expired families are past their
 // absolute expiry (the prune job's work); live ones run for another 14 days.
 export const TABLES: TableSeed[] = [
   {
     table: 'refresh_families',
     rows: (o) => o.families,
     sql: `INSERT INTO refresh_families (id, user_id, client_id, scopes, resources, auth_time, session_sid, offline, code_digest,
-        created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, access_tokens)
+        created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, access_expires_at)
       SELECT md5('seed-family-' || g)::uuid, $4::uuid, $3, '["openid","offline_access"]'::jsonb, '[]'::jsonb,
              now() - interval '31 days', NULL, true, NULL,
              now() - interval '31 days', now() - interval '1 day',
              CASE WHEN g <= $5::float8 * $6::int THEN now() - (g % 43200) * interval '1 minute' ELSE now() + interval '14 days' END,
              CASE WHEN g <= $5::float8 * $6::int THEN now() - (g % 43200) * interval '1 minute' ELSE now() + interval '14 days' END,
-             NULL, '[]'::jsonb
+             NULL, now() - interval '1 day' + interval '15 minutes'
       FROM generate_series($1::int, $2::int) AS g`,
   },
   {

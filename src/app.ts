@@ -24,6 +24,7 @@ import { createServices } from './http/services.js';
 import { grants } from './grants/registry.js';
 import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
 import { DenylistView } from './tokens/denylist-view.js';
+import { familyDenyKey } from './store/refresh-families.js';
 import { startPruning } from './store/pruning.js';
 import { InvalidToken } from './errors.js';
 import { registerRevocation } from './http/routes/revocation.js';
@@ -113,7 +114,8 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const svc = createServices(rt, clients, users, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {
-      if (await denylist.isDenied(claims.jti)) throw new InvalidToken('the access token was revoked');
+      const denied = claims.fid ? await denylist.isDenied(claims.jti, familyDenyKey(claims.fid)) : await denylist.isDenied(claims.jti);
+      if (denied) throw new InvalidToken('the access token was revoked');
     },
   };
 

@@ -146,7 +146,8 @@ export interface RefreshFamiliesTable {
   revoked_reason: string | null;
   created_ip: string | null;
   created_user_agent: string | null;
-  access_tokens: Json<Array<{ jti: string; exp: number }>>;
+  /** The latest expiry of the access tokens the family issued. */
+  access_expires_at: NullableTs;
 }
 
 export interface RefreshTokensTable {

@@ -23,7 +23,7 @@ import type { GrantContext } from './types.js';
  * The common case in one statement (one round trip, atomic on its own): consume the code if — and
  * only if — it is unconsumed, unexpired, this client's, for this redirect URI, its PKCE verifier
  * matches (or neither has one), its user is active and its login session has not ended; create
- * the family with the access token's jti and, when due, the first refresh token. The session row
+ * the family with the access token's expiry and, when due, the first refresh token. The session row
  * is locked FOR SHARE, so a logout committing at the same moment either sees the new family (and
  * revokes it) or makes this redemption fail. Returns undefined when nothing was redeemed (the
  * slow path then says why, and handles replays).
@@ -69,13 +69,13 @@ async function redeemFast(ctx: GrantContext, code: string, redirectUri: string, 
       RETURNING ac.*
     ), fam AS (
       INSERT INTO refresh_families (id, user_id, client_id, scopes, resources, auth_time, session_sid, offline, code_digest,
-        created_at, last_used_at, idle_expires_at, absolute_expires_at, created_ip, created_user_agent, access_tokens)
+        created_at, last_used_at, idle_expires_at, absolute_expires_at, created_ip, created_user_agent, access_expires_at)
       SELECT ${familyId}::uuid, c.user_id, c.client_id, c.scopes,
         CASE WHEN jsonb_array_length(${requested}::jsonb) > 0 THEN ${requested}::jsonb
              WHEN jsonb_array_length(c.resources) > 0 THEN c.resources ELSE ${defaultAud}::jsonb END,
         c.auth_time, c.session_sid, c.scopes @> '["offline_access"]'::jsonb, c.code_digest,
         ${now}::timestamptz, ${now}::timestamptz, ${idle}::timestamptz, ${absolute}::timestamptz, ${ctx.ip.slice(0, 64)}::text, ${ctx.userAgent?.slice(0, 256) ?? null}::text,
-        jsonb_build_array(jsonb_build_object('jti', ${jti}::text, 'exp', ${exp}::bigint))
+        ${new Date(exp * 1000)}::timestamptz
       FROM c
       RETURNING id, offline
     ), rt AS (
@@ -178,7 +178,7 @@ export const authorizationCodeGrant: Grant = {
           codeDigest: stored.codeDigest,
           ip: ctx.ip,
           userAgent: ctx.userAgent,
-          accessToken: { jti: at.jti, exp: at.exp },
+          accessTokenExp: at.exp,
         },
         now,
         rt.config.refreshIdleTtl,

@@ -22,7 +22,8 @@ import type { User } from '../db/types.js';
  * The common case in one statement (one round trip, atomic on its own): consume the presented
  * token if — and only if — it is unconsumed, its family is live and the client's, the user is
  * active and the requested scope and resources are within the grant; insert its successor; record
- * the new access token's jti in the family. Concurrent uses of one token are serialized by the
+ * the new access token's expiry in the family (its family key is denylisted until then when the
+ * family is revoked). Concurrent uses of one token are serialized by the
  * row lock of the UPDATE: the loser sees `consumed_at` set and matches nothing. Returns undefined
  * when nothing was rotated (the slow path then says why).
  */
@@ -65,8 +66,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
       UPDATE refresh_families f SET
         last_used_at = ${now},
         idle_expires_at = LEAST(${idleExpires}::timestamptz, f.absolute_expires_at),
-        access_tokens = COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(f.access_tokens) e WHERE (e->>'exp')::bigint > ${iat}), '[]'::jsonb)
-          || jsonb_build_array(jsonb_build_object('jti', ${jti}::text, 'exp', ${exp}::bigint))
+        access_expires_at = GREATEST(f.access_expires_at, ${new Date(exp * 1000)}::timestamptz)
       FROM consumed
       -- re-checked after a concurrent revocation commits: a revoked family gets no new token
       WHERE f.id = consumed.family_id AND f.revoked_at IS NULL
@@ -145,13 +145,12 @@ export const refreshTokenGrant: Grant = {
         .where('consumed_at', 'is', null)
         .executeTakeFirst();
       if (Number(consumed.numUpdatedRows) !== 1) throw new InvalidGrant('the refresh token is invalid');
-      const liveTokens = family.access_tokens.filter((t) => t.exp * 1000 > now.getTime());
       await trx
         .updateTable('refresh_families')
         .set({
           last_used_at: now,
           idle_expires_at: new Date(Math.min(now.getTime() + rt.config.refreshIdleTtl * 1000, family.absolute_expires_at.getTime())),
-          access_tokens: JSON.stringify([...liveTokens, { jti: at.jti, exp: at.exp }].slice(-200)),
+          access_expires_at: new Date(Math.max(at.exp * 1000, family.access_expires_at?.getTime() ?? 0)),
         })
         .where('id', '=', family.id)
         .execute();

@@ -5,6 +5,13 @@ import { digest, randomToken } from '../tokens/opaque.js';
 
 export const DENYLIST_CHANNEL = 'latchkey_denylist';
 
+/**
+ * The denylist key of a revoked family. Access tokens carry their family in the `fid` claim, and
+ * a token whose jti or family key is on the denylist is refused. A jti is base64url, so it never
+ * contains the colon.
+ */
+export const familyDenyKey = (familyId: string): string => `family:${familyId}`;
+
 export interface NewFamily {
   id: string;
   userId: string;
@@ -17,7 +24,8 @@ export interface NewFamily {
   codeDigest: string | null;
   ip?: string;
   userAgent?: string;
-  accessToken: { jti: string; exp: number };
+  /** When the access token issued with the family expires (seconds since the epoch). */
+  accessTokenExp: number;
 }
 
 export async function insertFamily(db: Kysely<Database>, f: NewFamily, at: Date, idleTtl: number, absoluteTtl: number): Promise<void> {
@@ -41,7 +49,7 @@ export async function insertFamily(db: Kysely<Database>, f: NewFamily, at: Date,
       absolute_expires_at: absolute,
       created_ip: f.ip?.slice(0, 64) ?? null,
       created_user_agent: f.userAgent?.slice(0, 256) ?? null,
-      access_tokens: JSON.stringify([f.accessToken]),
+      access_expires_at: new Date(f.accessTokenExp * 1000),
     })
     .execute();
 }
@@ -55,9 +63,10 @@ export async function insertRefreshToken(db: Kysely<Database>, familyId: string,
 }
 
 /**
- * Revoke a family: every refresh token in it stops working and every unexpired access token it
- * produced is denylisted; other replicas hear of it at commit (pg_notify is transactional).
- * Returns false when the family was already revoked or does not exist.
+ * Revoke a family: every refresh token in it stops working and the family goes on the denylist
+ * until the last access token it issued expires, so that every one of them is refused; other
+ * replicas hear of it at commit (pg_notify is transactional). Returns false when the family was
+ * already revoked or does not exist.
  */
 export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: string, at: Date): Promise<boolean> {
   const row = await db
@@ -65,14 +74,14 @@ export async function revokeFamily(db: Kysely<Database>, familyId: string, reaso
     .set({ revoked_at: at, revoked_reason: reason })
     .where('id', '=', familyId)
     .where('revoked_at', 'is', null)
-    .returning(['access_tokens'])
+    .returning(['access_expires_at'])
     .executeTakeFirst();
   if (!row) return false;
-  await denylist(db, row.access_tokens, at);
+  if (row.access_expires_at) await denylist(db, [{ jti: familyDenyKey(familyId), exp: row.access_expires_at.getTime() / 1000 }], at);
   return true;
 }
 
-/** Put access tokens' jtis on the denylist until they expire. */
+/** Put access tokens' jtis (or family keys) on the denylist until they expire. */
 export async function denylist(db: Kysely<Database>, tokens: Array<{ jti: string; exp: number }>, at: Date): Promise<number> {
   const live = tokens.filter((t) => t.exp * 1000 > at.getTime());
   if (live.length === 0) return 0;

@@ -69,15 +69,21 @@ export class DenylistView {
     return this.entries.size;
   }
 
-  /** Is this jti denylisted? From memory when the view is current, else from the database. */
-  async isDenied(jti: string): Promise<boolean> {
+  /**
+   * Is any of these keys (a jti, a family key) denylisted? From memory when the view is current,
+   * else from the database in one query.
+   */
+  async isDenied(...keys: string[]): Promise<boolean> {
     const now = this.clock.now();
     if (this.stale || this.overflow || !this.listening) {
-      const row = await this.db.selectFrom('denylist').select('jti').where('jti', '=', jti).executeTakeFirst();
+      const row = await this.db.selectFrom('denylist').select('jti').where('jti', 'in', keys).limit(1).executeTakeFirst();
       return Boolean(row);
     }
-    const exp = this.entries.get(jti);
-    return exp !== undefined && exp > now - 60_000;
+    for (const key of keys) {
+      const exp = this.entries.get(key);
+      if (exp !== undefined && exp > now - 60_000) return true;
+    }
+    return false;
   }
 
   /** Full reload (at start and after a lost notification connection). */

@@ -59,6 +59,34 @@ for (const backend of backends()) {
       t.equal(audit.length, 1, 'an audit event');
     });
 
+    await t.test('revoking a family refuses every access token it ever issued, with one denylist row', async (t) => {
+      const first = await login(e, app);
+      const ats = [first.access_token];
+      let rt = first.refresh_token!;
+      // more rotations than the per-family list of jtis this replaced could hold
+      for (let i = 0; i < 210; i++) {
+        const r = await refresh(e, app, rt);
+        t.equal(r.status, 200);
+        ats.push(r.body.access_token as string);
+        rt = r.body.refresh_token as string;
+      }
+      const fid = (JSON.parse(Buffer.from(first.access_token.split('.')[1]!, 'base64url').toString()) as { fid: string }).fid;
+      const lastExp = (JSON.parse(Buffer.from(ats.at(-1)!.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
+      const before = (await e.rt.db.selectFrom('denylist').select('jti').execute()).length;
+      t.equal((await postForm(`${e.config.issuer}/revoke`, { token: rt }, { clientId: app.clientId, secret: app.clientSecret })).status, 200);
+      for (const at of [ats[0]!, ats[1]!, ats[100]!, ats.at(-1)!]) {
+        t.equal(await userinfo(e, at), 401, 'refused at /userinfo');
+        t.equal((await introspect(e, rs, at)).active, false, 'inactive at /introspect');
+      }
+      const rows = await e.rt.db.selectFrom('denylist').select(['jti', 'expires_at']).execute();
+      t.equal(rows.length, before + 1, 'one row for the whole family');
+      const row = rows.find((r) => r.jti === `family:${fid}`);
+      t.ok(row, 'the family key is denylisted');
+      t.equal(row && row.expires_at.getTime(), lastExp * 1000, 'until its last access token expires');
+      const fam = await e.rt.db.selectFrom('refresh_families').select('access_expires_at').where('id', '=', fid).executeTakeFirstOrThrow();
+      t.equal(fam.access_expires_at?.getTime(), lastExp * 1000, 'the family records the latest access-token expiry');
+    });
+
     await t.test('ten concurrent refreshes with one token (grace 0): one wins, the family is revoked', async (t) => {
       const s = await login(e, app);
       const results = await Promise.all(Array.from({ length: 10 }, () => refresh(e, app, s.refresh_token!)));
