@@ -22,6 +22,8 @@ export interface Runtime {
   keystore: Keystore;
   cookieSecret: Buffer;
   csrfSecret: Buffer;
+  /** The key authorization codes are sealed under (src/tokens/codes.ts). */
+  codeSecret: Buffer;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
     await keystore.reload();
     const cookieSecret = await getOrCreateSecret(dbh.db, kek, 'cookie', clock);
     const csrfSecret = await getOrCreateSecret(dbh.db, kek, 'csrf', clock);
+    const codeSecret = await getOrCreateSecret(dbh.db, kek, 'authorization-code', clock);
     return {
       config,
       dbh,
@@ -57,6 +60,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
       keystore,
       cookieSecret,
       csrfSecret,
+      codeSecret,
       close: () => dbh.close(),
     };
   } catch (err) {

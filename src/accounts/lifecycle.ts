@@ -54,11 +54,10 @@ export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at:
   return db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at));
 }
 
-/** Delete a client: its families are revoked first (access tokens denylisted); codes go with it. */
+/** Delete a client: its families are revoked first (access tokens denylisted); its outstanding codes die with it (they are redeemed only by the client). */
 export function removeClient(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
   return db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
-    await trx.deleteFrom('authorization_codes').where('client_id', '=', clientId).execute();
     await deleteClient(trx, clientId);
     return n;
   });

@@ -95,21 +95,6 @@ export interface ConsentsTable {
   updated_at: Timestamp;
 }
 
-export interface AuthorizationCodesTable {
-  code_digest: string;
-  client_id: string;
-  user_id: string;
-  redirect_uri: string;
-  code_challenge: string | null;
-  scopes: Json<string[]>;
-  resources: Json<string[]>;
-  nonce: string | null;
-  auth_time: Timestamp;
-  session_sid: string | null;
-  created_at: Timestamp;
-  expires_at: Timestamp;
-  consumed_at: NullableTs;
-}
 
 export interface ClientAssertionJtisTable {
   client_id: string;
@@ -171,7 +156,6 @@ export interface Database {
   login_sessions: LoginSessionsTable;
   interactions: InteractionsTable;
   consents: ConsentsTable;
-  authorization_codes: AuthorizationCodesTable;
   client_assertion_jtis: ClientAssertionJtisTable;
   audit_events: AuditEventsTable;
   users: UsersTable;

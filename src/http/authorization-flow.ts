@@ -4,7 +4,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Client } from '../store/clients.js';
 import { findLiveSession, type LoginSession } from '../store/login-sessions.js';
 import { grantedScopes } from '../store/consents.js';
-import { createCode } from '../store/codes.js';
+import { CodeTooLarge, sealCode } from '../tokens/codes.js';
+import { InvalidRequest } from '../errors.js';
 import { buildRedirect, type AuthorizationRequest } from '../protocol/authorization-request.js';
 import type { OAuthError } from '../errors.js';
 import { readSignedCookie } from './browser.js';
@@ -39,22 +40,28 @@ export function errorRedirect(svc: Services, redirectUri: string, err: OAuthErro
 }
 
 export async function issueCodeRedirect(svc: Services, request: AuthorizationRequest, session: LoginSession): Promise<string> {
-  const code = await createCode(
-    svc.rt.dbh,
-    {
-      clientId: request.clientId,
-      userId: session.userId,
-      redirectUri: request.redirectUri,
-      codeChallenge: request.codeChallenge ?? null,
-      scopes: request.scopes,
-      resources: request.resources,
-      nonce: request.nonce ?? null,
-      authTime: session.authTime,
-      sessionSid: session.sid,
-    },
-    svc.now(),
-    svc.config.codeTtl,
-  );
+  let code: string;
+  try {
+    code = sealCode(
+      svc.rt.codeSecret,
+      {
+        clientId: request.clientId,
+        userId: session.userId,
+        redirectUri: request.redirectUri,
+        codeChallenge: request.codeChallenge ?? null,
+        scopes: request.scopes,
+        resources: request.resources,
+        nonce: request.nonce ?? null,
+        authTime: session.authTime,
+        sessionSid: session.sid,
+      },
+      svc.now(),
+      svc.config.codeTtl,
+    );
+  } catch (err) {
+    if (err instanceof CodeTooLarge) return errorRedirect(svc, request.redirectUri, new InvalidRequest(err.message), request.state);
+    throw err;
+  }
   // RFC 9207: iss in the authorization response
   return buildRedirect(request.redirectUri, { code, state: request.state, iss: svc.config.issuer });
 }

@@ -21,8 +21,6 @@ const TARGETS: Target[] = [
   { table: 'denylist', key: 'jti', where: (now) => sql`expires_at < ${now}` },
   { table: 'interactions', key: 'id_digest', where: (now) => sql`expires_at < ${now}` },
   { table: 'client_assertion_jtis', key: 'jti', where: (now) => sql`expires_at < ${now}` },
-  // codes are kept a day past expiry so that a late replay is still recognised
-  { table: 'authorization_codes', key: 'code_digest', where: (now) => sql`expires_at < ${new Date(now.getTime() - DAY)}` },
   { table: 'login_sessions', key: 'id_digest', where: (now) => sql`absolute_expires_at < ${new Date(now.getTime() - DAY)} OR ended_at < ${new Date(now.getTime() - DAY)}` },
   // families (and, by cascade, their tokens) a week after they can no longer be used
   { table: 'refresh_families', key: 'id', where: (now) => sql`absolute_expires_at < ${new Date(now.getTime() - 7 * DAY)} OR revoked_at < ${new Date(now.getTime() - 30 * DAY)}` },
