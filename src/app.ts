@@ -25,6 +25,7 @@ import { grants } from './grants/registry.js';
 import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
 import { DenylistView } from './tokens/denylist-view.js';
 import { familyDenyKey } from './store/refresh-families.js';
+import { SessionCache } from './store/session-cache.js';
 import { startPruning } from './store/pruning.js';
 import { InvalidToken } from './errors.js';
 import { registerRevocation } from './http/routes/revocation.js';
@@ -100,18 +101,21 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const stopClients = await clients.start(rt.dbh);
   const users = new UserCache(rt.db, rt.clock);
   const stopUsers = await users.start(rt.dbh);
+  const sessions = new SessionCache(rt.dbh, rt.clock);
+  const stopSessions = await sessions.start(rt.dbh);
   const stopKeys = await startKeyMaintenance(rt, app.log);
   app.addHook('onClose', async () => {
     await stopKeys();
     await stopClients();
     await stopUsers();
+    await stopSessions();
   });
   const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
   const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
   app.addHook('onClose', async () => stopPruning());
-  const svc = createServices(rt, clients, users, limits, denylist);
+  const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {
       const denied = claims.fid ? await denylist.isDenied(claims.jti, familyDenyKey(claims.fid)) : await denylist.isDenied(claims.jti);

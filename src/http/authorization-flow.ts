@@ -14,7 +14,7 @@ import type { Services } from './services.js';
 export async function currentSession(svc: Services, req: FastifyRequest): Promise<LoginSession | undefined> {
   const value = readSignedCookie(req, svc.cookies.session);
   if (!value) return undefined;
-  return findLiveSession(svc.rt.dbh, value, svc.now(), svc.config.sessionIdleTtl);
+  return findLiveSession({ db: svc.rt.db, sessions: svc.sessions, users: svc.users }, value, svc.now(), svc.config.sessionIdleTtl);
 }
 
 /** OIDC Core §3.1.2.1: prompt=login and max_age demand a fresh authentication. */

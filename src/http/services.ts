@@ -4,6 +4,7 @@ import type { Runtime } from '../runtime.js';
 import type { Config } from '../config.js';
 import type { ClientCache } from '../store/client-cache.js';
 import type { UserCache } from '../store/user-cache.js';
+import type { SessionCache } from '../store/session-cache.js';
 import type { FailureLimits } from './plugins/failure-limits.js';
 import { cookieNames, type CookieNames } from './browser.js';
 import { recordAudit, type AuditEvent } from '../store/audit.js';
@@ -15,6 +16,8 @@ export interface Services {
   clients: ClientCache;
   /** Users for /userinfo and /introspect (cached, invalidated by NOTIFY on every change). */
   users: UserCache;
+  /** Login sessions for /authorize and the interaction pages (cached the same way). */
+  sessions: SessionCache;
   limits: FailureLimits;
   cookies: CookieNames;
   /** Record an audit event with the request's client IP (per TRUST_PROXY). Never throws. */
@@ -23,12 +26,11 @@ export interface Services {
   denylist: DenylistView;
 }
 
-export function createServices(rt: Runtime, clients: ClientCache, users: UserCache, limits: FailureLimits, denylist: DenylistView): Services {
+export function createServices(rt: Runtime, caches: { clients: ClientCache; users: UserCache; sessions: SessionCache }, limits: FailureLimits, denylist: DenylistView): Services {
   return {
     rt,
     config: rt.config,
-    clients,
-    users,
+    ...caches,
     limits,
     cookies: cookieNames(rt.config),
     async audit(req, e) {

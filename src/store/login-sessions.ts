@@ -38,26 +38,53 @@ export async function createLoginSession(
   return { cookieValue, session: { sid, userId: input.userId, authTime: input.at, idleExpiresAt: idle, absoluteExpiresAt: absolute } };
 }
 
+export interface SessionRow {
+  id_digest: string;
+  sid: string;
+  user_id: string;
+  auth_time: Date;
+  idle_expires_at: Date;
+  absolute_expires_at: Date;
+  ended_at: Date | null;
+  last_seen_at: Date;
+}
+
+/** The session row behind an id digest (ended or expired ones too). */
+export async function loadSession(dbh: Pick<DbHandle, 'db' | 'prepared'>, idDigest: string): Promise<SessionRow | undefined> {
+  const query = dbh.db
+    .selectFrom('login_sessions')
+    .select(['id_digest', 'sid', 'user_id', 'auth_time', 'idle_expires_at', 'absolute_expires_at', 'ended_at', 'last_seen_at'])
+    .where('id_digest', '=', idDigest);
+  const [row] = await dbh.prepared<SessionRow>('latchkey_session_find', query.compile());
+  return row;
+}
+
+export interface SessionLookup {
+  db: Kysely<Database>;
+  /** Session rows by id digest (src/store/session-cache.ts). */
+  sessions: { get(idDigest: string): Promise<SessionRow | undefined>; invalidate(idDigest?: string): void };
+  /** Users by id, for the disabled flag (src/store/user-cache.ts). */
+  users: { get(id: string): Promise<{ disabled: boolean } | undefined> };
+}
+
 /**
  * The live session behind a cookie value: not ended, not expired, its user not disabled. Slides
  * the idle expiry (bounded by the absolute one).
  */
-export async function findLiveSession(dbh: Pick<DbHandle, 'db' | 'prepared'>, cookieValue: string, at: Date, idleTtl: number): Promise<LoginSession | undefined> {
-  const { db } = dbh;
-  const query = db
-    .selectFrom('login_sessions as s')
-    .innerJoin('users as u', 'u.id', 's.user_id')
-    .select(['s.id_digest', 's.sid', 's.user_id', 's.auth_time', 's.idle_expires_at', 's.absolute_expires_at', 's.ended_at', 's.last_seen_at', 'u.disabled'])
-    .where('s.id_digest', '=', digest(cookieValue));
-  type Row = Awaited<ReturnType<typeof query.executeTakeFirstOrThrow>>;
-  const [row] = await dbh.prepared<Row>('latchkey_session_find', query.compile());
-  if (!row || row.ended_at || row.disabled) return undefined;
+export async function findLiveSession(deps: SessionLookup, cookieValue: string, at: Date, idleTtl: number): Promise<LoginSession | undefined> {
+  const idDigest = digest(cookieValue);
+  const row = await deps.sessions.get(idDigest);
+  if (!row || row.ended_at) return undefined;
   if (row.idle_expires_at.getTime() <= at.getTime() || row.absolute_expires_at.getTime() <= at.getTime()) return undefined;
+  const user = await deps.users.get(row.user_id);
+  if (!user || user.disabled) return undefined;
   let idleExpiresAt = row.idle_expires_at;
   // slide the idle window, at most once a minute to spare writes
   if (at.getTime() - row.last_seen_at.getTime() > 60_000) {
     const next = new Date(Math.min(at.getTime() + idleTtl * 1000, row.absolute_expires_at.getTime()));
-    await db.updateTable('login_sessions').set({ last_seen_at: at, idle_expires_at: next }).where('id_digest', '=', row.id_digest).execute();
+    await deps.db.updateTable('login_sessions').set({ last_seen_at: at, idle_expires_at: next }).where('id_digest', '=', idDigest).execute();
+    // the trigger tells every replica; this one need not wait for it
+    deps.sessions.invalidate(idDigest);
     idleExpiresAt = next;
   }
   return { sid: row.sid, userId: row.user_id, authTime: row.auth_time, idleExpiresAt, absoluteExpiresAt: row.absolute_expires_at };

@@ -2,11 +2,10 @@
 // any path (here: plain SQL, as an operator would) reaches every replica through the trigger's
 // NOTIFY, at once: the test clock is frozen, so the cache's time limit never expires an entry and
 // only the invalidation can make a change visible.
-import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { sql } from 'kysely';
 import { backends, dropCreatedDatabases, type Backend } from '../helpers/backends.js';
-import { createTestEnv, type TestEnv } from '../helpers/runtime.js';
+import { eventually, startReplicas } from '../helpers/replicas.js';
 import { createClient, createUser } from '../helpers/fixtures.js';
 import { loginAndRedeem, postForm } from '../helpers/flow.js';
 
@@ -19,26 +18,9 @@ async function userinfo(issuer: string, token: string): Promise<{ status: number
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
 }
 
-/** Poll until `check` holds (at most 5 s); the clock of every env stays frozen meanwhile. */
-async function eventually(check: () => Promise<boolean>): Promise<boolean> {
-  const until = Date.now() + 5000;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
-
 async function run(t: Test, backend: Backend): Promise<void> {
-  const dbUrl = await backend.create();
-  const a: TestEnv = await createTestEnv(dbUrl, { listen: true });
-  t.teardown(() => a.close());
-  // a second replica on the same database (PGlite is one process's database: one replica there)
-  // (same issuer, as replicas behind one name are; each on its own port)
-  const b: TestEnv | undefined = backend.name === 'postgres' ? await createTestEnv(dbUrl, { listen: true, env: { ISSUER: a.config.issuer } }) : undefined;
-  if (b) t.teardown(() => b.close());
-  const urlOf = (e: TestEnv) => `http://127.0.0.1:${(e.app.server.address() as AddressInfo).port}`;
-  const replicas = (b ? [a, b] : [a]).map((e) => ({ env: e, url: urlOf(e) }));
+  const { a, envs, urls } = await startReplicas(t, backend);
+  const replicas = envs.map((env, i) => ({ env, url: urls[i]! }));
 
   const userId = await createUser(a.rt, 'uma@example.com', 'uma password 1', ['--name', 'Uma']);
   const app = await createClient(a.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--scopes', 'openid profile email']);

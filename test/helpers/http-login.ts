@@ -21,6 +21,12 @@ export class CookieJar {
   delete(name: string): void {
     this.cookies.delete(name);
   }
+  /** A second jar holding the same cookies (a copied, or stolen, session). */
+  clone(): CookieJar {
+    const copy = new CookieJar();
+    for (const [k, v] of this.cookies) copy.cookies.set(k, v);
+    return copy;
+  }
 }
 
 export interface Step {
@@ -32,8 +38,13 @@ export interface Step {
 }
 
 export class Browser {
-  readonly jar = new CookieJar();
-  constructor(readonly origin: string) {}
+  readonly jar: CookieJar;
+  constructor(
+    readonly origin: string,
+    jar?: CookieJar,
+  ) {
+    this.jar = jar ?? new CookieJar();
+  }
 
   async get(url: string): Promise<Step> {
     const res = await fetch(url, { redirect: 'manual', headers: { cookie: this.jar.header() } });

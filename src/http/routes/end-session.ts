@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { compactVerify } from 'jose';
 import { Type } from 'typebox';
 import { endSessionByCookie } from '../../store/login-sessions.js';
+import { digest } from '../../tokens/opaque.js';
 import { revokeFamiliesWhere } from '../../store/refresh-families.js';
 import { buildRedirect } from '../../protocol/authorization-request.js';
 import { clearCookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
@@ -57,6 +58,8 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
       const families = sid ? await revokeFamiliesWhere(trx, { sessionSid: sid, onlyOnline: true }, 'logout', now) : 0;
       return { sid, families };
     });
+    // the trigger tells every replica at commit; this one need not wait for it
+    svc.sessions.invalidate(digest(cookie));
     if (result.sid) {
       await svc.denylist.sync();
       await svc.audit(req, { type: 'logout', details: { sid: result.sid, families_revoked: result.families } });

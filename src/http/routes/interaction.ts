@@ -6,6 +6,7 @@ import { AccessDenied, OAuthError, TooManyFailures } from '../../errors.js';
 import { consumeInteraction, findInteraction, markInteractionLoggedIn, type Interaction } from '../../store/interactions.js';
 import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
+import { digest } from '../../tokens/opaque.js';
 import { rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
@@ -146,7 +147,10 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       }
       // a new session id at every login (no fixation); the previous one ends
       const previous = readSignedCookie(req, svc.cookies.session);
-      if (previous) await endSessionByCookie(svc.rt.db, previous, svc.now());
+      if (previous) {
+        await endSessionByCookie(svc.rt.db, previous, svc.now());
+        svc.sessions.invalidate(digest(previous));
+      }
       const { cookieValue, session } = await createLoginSession(svc.rt.db, {
         userId: user.id,
         at: svc.now(),
