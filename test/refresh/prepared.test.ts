@@ -1,4 +1,4 @@
-// The hot statements (code insert and session lookup at /authorize, code redemption, refresh
+// The hot statements (the login-session lookup behind the session cache, code redemption, refresh
 // rotation) run as named prepared statements on Postgres, and as plain statements with
 // PG_PREPARED_STATEMENTS=false (for poolers that cannot keep them). With one pooled connection,
 // pg_prepared_statements on that connection shows which.
@@ -22,7 +22,7 @@ for (const prepared of [true, false]) {
     const app = await createClient(e.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--scopes', 'openid offline_access']);
     const auth = { clientId: app.clientId, secret: app.clientSecret };
     const first = await loginAndRedeem({ issuer, ...auth, redirectUri: REDIRECT, email: 'pia@example.com', password: 'pia password 1', scope: 'openid offline_access' });
-    // a second authorization with the login session: the session lookup and the code insert
+    // a second authorization with the login session (SSO)
     const second = await loginAndRedeem({ issuer, ...auth, redirectUri: REDIRECT, email: 'pia@example.com', password: 'pia password 1', scope: 'openid offline_access', browser: first.browser });
     let rt = second.tokens.refresh_token!;
     for (let i = 0; i < 3; i++) {
