@@ -233,6 +233,8 @@ interface Report {
   rss: { latchkey?: number; peer?: number };
   propagation: (PropagationResult | { kind: string; na: string })[];
   large: { status: string; rows?: string; empty?: RunResult; seeded?: RunResult; runs?: RawRun[] };
+  /** discovery and JWKS on a bare Fastify server (bench/reference.ts) against the peer */
+  reference: Outcome[];
   peerConfig: string[];
   loadEnd?: string;
   distChanged?: string;
@@ -283,6 +285,26 @@ function cpuTable(r: Report): string {
     const l = m('latchkey');
     const p = m('peer');
     rows.push(`| ${o.workload.name} | ${fmt(l, 3)} | ${fmt(p, 3)} | ${Number.isFinite(l / p) ? `${(l / p).toFixed(2)}×` : 'n/a'} |`);
+  }
+  return rows.join('\n');
+}
+
+/** The bare-Fastify yardstick against the peer, and how much of its speed Latchkey keeps. */
+function referenceSection(r: Report): string {
+  if (!r.reference.length) return 'not run (it runs with the discovery and jwks workloads)';
+  const rows = [
+    'The issue\'s yardstick, measured in this run: a bare Fastify server (`bench/reference.ts`) serving Latchkey\'s own discovery and JWKS bodies, precomputed, with no logging, hooks, security headers or rate limits, against the same peer. It shows the ratio this machine and its load generator allow.',
+    '',
+    '| workload | bare Fastify req/s | peer req/s | bare/peer | Latchkey req/s (above) | Latchkey/bare |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const o of r.reference) {
+    const bare = o.perTarget['bare-fastify'];
+    const peer = o.perTarget.peer;
+    const l = r.outcomes.find((x) => x.workload === o.workload)?.perTarget.latchkey?.median?.rps;
+    const ratio = bare && peer ? pairedRatio(bare.runs, peer.runs) : undefined;
+    const b = bare?.median?.rps;
+    rows.push(`| ${o.workload.name} | ${fmt(b)} | ${fmt(peer?.median?.rps)} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${fmt(l)} | ${l !== undefined && b ? `${(l / b).toFixed(2)}` : 'n/a'} |`);
   }
   return rows.join('\n');
 }
@@ -349,7 +371,7 @@ function rawTable(r: Report): string {
     '| workload | server | round | position | req/s | p50 ms | p99 ms | errors | requests | s | server CPU ms/req | first error |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
-  const all = [...r.outcomes.flatMap((o) => Object.values(o.perTarget).flatMap((p) => p.runs)), ...(r.large.runs ?? [])];
+  const all = [...[...r.outcomes, ...r.reference].flatMap((o) => Object.values(o.perTarget).flatMap((p) => p.runs)), ...(r.large.runs ?? [])];
   for (const x of all) {
     rows.push(`| ${x.workload} | ${x.target} | ${x.round} | ${x.position} | ${x.rps.toFixed(1)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.errors} | ${x.requests} | ${x.seconds.toFixed(2)} | ${x.cpuMsPerRequest === undefined ? '' : x.cpuMsPerRequest.toFixed(3)} | ${(x.firstError ?? '').replace(/\|/g, '/').slice(0, 120)} |`);
   }
@@ -387,6 +409,10 @@ function renderReport(r: Report): string {
     'CPU time of each server process per request (user + system, from /proc; Latchkey\'s Postgres backends not included), a figure that a busy machine disturbs less than throughput:',
     '',
     cpuTable(r),
+    '',
+    '## Reference: a bare Fastify server',
+    '',
+    referenceSection(r),
     '',
     '## Password login (argon2id)',
     '',
@@ -485,6 +511,7 @@ async function main(): Promise<void> {
     rss: {},
     propagation: [],
     large: { status: args.large ? 'not run' : 'not run (pass --large; needs the final schema in bench/seed-large.ts)' },
+    reference: [],
     peerConfig: [...PEER_CONFIG_NOTES],
   };
   const outPath = path.resolve(ROOT, args.out);
@@ -565,6 +592,19 @@ async function main(): Promise<void> {
       report.outcomes.push(await runWorkload(w, [latchkey, peerTarget]));
       if (a!.proc.exitCode !== null || a!.proc.signalCode !== null) throw new Error(`Latchkey exited during ${w.name}:\n${a!.tail()}`);
       if (peer.proc.exitCode !== null || peer.proc.signalCode !== null) throw new Error(`the peer exited during ${w.name}:\n${peer.tail()}`);
+    }
+
+    // the yardstick of the issue: a bare Fastify server with Latchkey's precomputed bodies
+    const referenceWorkloads = WORKLOADS.filter((w) => w === discovery || w === jwks);
+    if (referenceWorkloads.length) {
+      log('bench: reference (bare Fastify)');
+      const portR = await freePort();
+      const ref = startChild('bare-fastify', ['--import', 'tsx', path.join(ROOT, 'bench', 'reference.ts'), latchkey.endpoints.discovery, latchkey.endpoints.jwks, String(portR)], { NODE_ENV: 'production' }, { cwd: ROOT });
+      await waitFor200(ref, `http://127.0.0.1:${portR}/.well-known/jwks.json`, performance.now());
+      const onR = (u: string) => u.replace(issuerA, `http://127.0.0.1:${portR}`);
+      const refTarget: Target = { ...latchkey, name: 'bare-fastify', pid: ref.pid, endpoints: { ...latchkey.endpoints, discovery: onR(latchkey.endpoints.discovery), jwks: onR(latchkey.endpoints.jwks) } };
+      for (const w of referenceWorkloads) report.reference.push(await runWorkload(w, [refTarget, peerTarget]));
+      await ref.stop();
     }
 
     // revocation propagation: a second replica on the same database, behind the same issuer
