@@ -90,9 +90,16 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
       return { id: fam.id, revoked: true, already_revoked: !revoked };
     });
 
+    // the triggers tell every replica at commit (NOTIFY); this one drops its copies before it answers
+    const userChanged = (userId: string) => {
+      svc.users.invalidate(userId);
+      svc.sessions.invalidate();
+    };
+
     admin.post<{ Params: { user: string } }>('/users/:user/logout-everywhere', { schema: { params: UserParams }, config: { renderError } }, async (req) => {
       const user = await resolveUser(req.params.user);
       const ended = await logoutEverywhere(svc.rt.db, user.id, svc.now());
+      userChanged(user.id);
       await svc.denylist.sync();
       await svc.audit(req, { type: 'admin.logout_everywhere', actor: actor(req), userId: user.id, details: { ...ended } });
       return { user_id: user.id, ...ended };
@@ -110,6 +117,7 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
     admin.post<{ Params: { user: string } }>('/users/:user/disable', { schema: { params: UserParams }, config: { renderError } }, async (req) => {
       const user = await resolveUser(req.params.user);
       const ended = await disableUser(svc.rt.db, user.id, svc.now());
+      userChanged(user.id);
       await svc.denylist.sync();
       await svc.audit(req, { type: 'admin.user_disabled', actor: actor(req), userId: user.id, details: { ...ended } });
       return { ...publicUser({ ...user, disabled: true }), ...ended };
@@ -118,6 +126,7 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
     admin.post<{ Params: { user: string } }>('/users/:user/enable', { schema: { params: UserParams }, config: { renderError } }, async (req) => {
       const user = await resolveUser(req.params.user);
       await enableUser(svc.rt.db, user.id, svc.now());
+      userChanged(user.id);
       await svc.audit(req, { type: 'admin.user_enabled', actor: actor(req), userId: user.id });
       return publicUser({ ...user, disabled: false });
     });
@@ -129,6 +138,7 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
         const user = await resolveUser(req.params.user);
         const hash = await svc.rt.passwords.hash(req.body.password);
         const ended = await changePassword(svc.rt.db, user.id, hash, svc.now());
+        userChanged(user.id);
         await svc.denylist.sync();
         await svc.audit(req, { type: 'admin.password_changed', actor: actor(req), userId: user.id, details: { ...ended } });
         return { user_id: user.id, ...ended };
