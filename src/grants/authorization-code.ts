@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import { InvalidGrant, InvalidRequest, InvalidTarget } from '../errors.js';
 import { verifierMatches } from '../protocol/pkce.js';
 import { resolveAudience, userinfoAudience } from '../protocol/audience.js';
-import { signAccessToken, newJti } from '../tokens/access-token.js';
+import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { MAX_CODE_LENGTH, openCode, type OpenedCode } from '../tokens/codes.js';
 import { digest, randomToken } from '../tokens/opaque.js';
@@ -42,7 +42,6 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
   const { rt, client } = ctx;
   const familyId = crypto.randomUUID();
   const refreshToken = randomToken(32);
-  const jti = newJti();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + rt.config.accessTokenTtl;
   const absolute = new Date(now.getTime() + rt.config.refreshAbsoluteTtl * 1000);
@@ -74,7 +73,7 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
     SELECT u.email, u.name, u.email_verified, (SELECT count(*) FROM fam) AS created FROM u
   `.compile(rt.db),
   );
-  return { row: rows[0], familyId, refreshToken: wantsRefresh ? refreshToken : undefined, jti, iat };
+  return { row: rows[0], familyId, refreshToken: wantsRefresh ? refreshToken : undefined, iat };
 }
 
 export const authorizationCodeGrant: Grant = {
@@ -113,7 +112,7 @@ export const authorizationCodeGrant: Grant = {
     const openid = code.scopes.includes('openid');
     const aud = resolveAudience(client, ctx.resources, code.resources, openid, rt.config.issuer);
 
-    const { row, familyId, refreshToken, jti, iat } = await redeem(ctx, code, aud, now);
+    const { row, familyId, refreshToken, iat } = await redeem(ctx, code, aud, now);
     if (!row) throw new InvalidGrant('the user is not active');
     if (Number(row.created) === 0) {
       if (await redeemed()) return replay();
@@ -121,7 +120,7 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(code.authTime.getTime() / 1000);
-    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, preset: { jti, iat } });
+    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat });
     const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {

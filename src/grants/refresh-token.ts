@@ -13,7 +13,6 @@ import { signIdToken } from '../tokens/id-token.js';
 import { digest } from '../tokens/opaque.js';
 import type { Grant, GrantContext, TokenResponse } from './types.js';
 import { sql } from 'kysely';
-import { newJti } from '../tokens/access-token.js';
 import { randomToken } from '../tokens/opaque.js';
 import { InvalidTarget } from '../errors.js';
 import type { User } from '../db/types.js';
@@ -31,7 +30,6 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   const { rt, client } = ctx;
   const next = randomToken(32);
   const nextDigest = digest(next);
-  const jti = newJti();
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + rt.config.accessTokenTtl;
   const idleExpires = new Date(now.getTime() + rt.config.refreshIdleTtl * 1000);
@@ -80,7 +78,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   const openid = scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);
   const authTime = Math.floor(new Date(row.auth_time).getTime() / 1000);
-  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, preset: { jti, iat } });
+  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat });
   const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' '), refresh_token: next };
   if (openid) {
     const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified } as User;

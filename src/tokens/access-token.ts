@@ -17,8 +17,8 @@ export interface AccessTokenInput {
   sid?: string;
   /** The refresh-token family the token belongs to (for revocation), when any. */
   familyId?: string;
-  /** A jti and issue time chosen beforehand (when the jti must be recorded before signing). */
-  preset?: { jti: string; iat: number };
+  /** The issue time, when the caller recorded the token's expiry (iat + ACCESS_TOKEN_TTL) before signing. */
+  iat?: number;
 }
 
 export interface IssuedAccessToken {
@@ -65,9 +65,9 @@ export function signJwt(claims: Record<string, unknown>, header: { alg: string; 
 export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput): Promise<IssuedAccessToken> {
   const { config, keystore, clock } = deps;
   const key = keystore.signingKey(config.signingAlg);
-  const iat = input.preset?.iat ?? Math.floor(clock.now() / 1000);
+  const iat = input.iat ?? Math.floor(clock.now() / 1000);
   const exp = iat + config.accessTokenTtl;
-  const jti = input.preset?.jti ?? newJti();
+  const jti = newJti();
   const claims: Record<string, unknown> = {
     iss: config.issuer,
     sub: input.sub,

@@ -31,26 +31,16 @@ export interface CodeGrant {
   sessionSid: string | null;
 }
 
-export interface OpenedCode {
+export interface OpenedCode extends Omit<CodeGrant, 'redirectUri'> {
   /** The single-use key: the digest of the code's random salt (stored on the family it creates). */
   codeDigest: string;
-  clientId: string;
-  userId: string;
   /** SHA-256 of the redirect URI of the authorization request. */
   redirectUriDigest: string;
-  codeChallenge: string | null;
-  scopes: string[];
-  resources: string[];
-  nonce: string | null;
-  authTime: Date;
-  sessionSid: string | null;
   expiresAt: Date;
 }
 
 interface Sealed {
   v: 1;
-  /** not sealed: the salt, filled in when opened */
-  id?: string;
   c: string;
   u: string;
   r: string;
@@ -102,20 +92,19 @@ export function openCode(key: Buffer, code: string): OpenedCode | undefined {
   const raw = Buffer.from(code, 'base64url');
   // one spelling per code: Buffer's decoder ignores stray trailing bits
   if (raw.toString('base64url') !== code) return undefined;
+  const salt = raw.subarray(0, 16);
   let payload: Sealed;
   try {
-    const salt = raw.subarray(0, 16);
     const decipher = crypto.createDecipheriv('aes-256-gcm', codeKey(key, salt), raw.subarray(16, 28));
     decipher.setAAD(AAD);
     decipher.setAuthTag(raw.subarray(raw.length - 16));
     payload = JSON.parse(Buffer.concat([decipher.update(raw.subarray(28, raw.length - 16)), decipher.final()]).toString('utf8')) as Sealed;
-    payload.id = salt.toString('base64url');
   } catch {
     return undefined;
   }
   if (payload.v !== 1) return undefined;
   return {
-    codeDigest: digest(`code:${payload.id}`),
+    codeDigest: digest(`code:${salt.toString('base64url')}`),
     clientId: payload.c,
     userId: payload.u,
     redirectUriDigest: payload.r,
