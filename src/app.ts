@@ -32,6 +32,7 @@ import { registerRevocation } from './http/routes/revocation.js';
 import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
+import { StaticResponses } from './http/static-responses.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -76,7 +77,14 @@ export function capabilities(rt: Runtime): Capabilities {
 
 export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { config } = rt;
+  const statics = new StaticResponses({
+    '/.well-known/openid-configuration': () => '',
+    '/.well-known/oauth-authorization-server': () => '',
+    '/.well-known/jwks.json': () => rt.keystore.jwksEtag,
+  });
   const app = Fastify({
+    // static documents are answered before Fastify (src/http/static-responses.ts)
+    serverFactory: statics.serverFactory,
     logger: loggerOptions(opts.logLevel ?? config.logLevel, opts.logStream),
     trustProxy: typeof config.trustProxy === 'number' ? (_addr: string, hop: number) => hop < (config.trustProxy as number) : config.trustProxy,
     bodyLimit: config.bodyLimit,
@@ -135,5 +143,6 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerEndSession(app, svc);
   registerAdmin(app, svc, guard);
   app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
+  statics.attach(app);
   return app;
 }
