@@ -10,8 +10,7 @@
 // that finds the version moved falls through to Fastify and starts a new snapshot. Everything that
 // is not a plain `GET` of the exact path falls through too: HEAD, a query string, If-None-Match
 // (the route answers 304), and every request once the server has begun to close (Fastify answers
-// 503). A response that is not a 200, or that varies by request (a `Vary` header), is never
-// snapshotted.
+// 503). Only a 200 with `Cache-Control: public`, no `Vary` and no `Set-Cookie` is snapshotted.
 import type { FastifyInstance, FastifyServerFactory } from 'fastify';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 
@@ -34,6 +33,12 @@ interface Snapshot {
 
 /** Headers Node writes for each response itself. */
 const PER_RESPONSE = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding']);
+
+/** Only a 200 that declares itself shareable and is the same for every request may be replayed. */
+function shareable(status: number, headers: Record<string, unknown>): boolean {
+  const cacheControl = String(headers['cache-control'] ?? '');
+  return status === 200 && /(^|,)\s*public\s*(,|$)/i.test(cacheControl) && headers.vary === undefined && headers['set-cookie'] === undefined;
+}
 
 export class StaticResponses {
   readonly #sources: Map<string, VersionOf>;
@@ -107,7 +112,7 @@ export class StaticResponses {
       .inject({ method: 'GET', url })
       .then((res) => {
         this.#snapshots.delete(url);
-        if (!this.#open || res.statusCode !== 200 || res.headers.vary !== undefined) return;
+        if (!this.#open || !shareable(res.statusCode, res.headers)) return;
         const headers: string[] = [];
         for (const [name, value] of Object.entries(res.headers)) {
           if (PER_RESPONSE.has(name) || value === undefined) continue;

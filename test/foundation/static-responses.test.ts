@@ -102,13 +102,17 @@ for (const backend of backends()) {
   });
 }
 
-t.test('responses that vary or fail are never snapshotted', async (t) => {
+t.test('only a shareable 200 is snapshotted', async (t) => {
   let status = 503;
-  const statics = new StaticResponses({ '/varies': () => '', '/fails': () => '', '/versioned': () => String(status) });
+  const routes = ['/varies', '/fails', '/private', '/sets-cookie', '/versioned'];
+  const statics = new StaticResponses(Object.fromEntries(routes.map((r) => [r, () => String(status)])));
   const app = Fastify({ serverFactory: statics.serverFactory });
-  app.get('/varies', async (_req, reply) => reply.header('vary', 'origin').send({ ok: true }));
-  app.get('/fails', async (_req, reply) => reply.code(status).send({ ok: false }));
-  app.get('/versioned', async (_req, reply) => reply.code(status === 503 ? 503 : 200).send({ status }));
+  const pub = 'public, max-age=60';
+  app.get('/varies', async (_req, reply) => reply.header('cache-control', pub).header('vary', 'origin').send({ ok: true }));
+  app.get('/fails', async (_req, reply) => reply.header('cache-control', pub).code(500).send({ ok: false }));
+  app.get('/private', async (_req, reply) => reply.header('cache-control', 'private, max-age=60').send({ ok: true }));
+  app.get('/sets-cookie', async (_req, reply) => reply.header('cache-control', pub).header('set-cookie', 'a=b').send({ ok: true }));
+  app.get('/versioned', async (_req, reply) => reply.header('cache-control', pub).code(status === 503 ? 503 : 200).send({ status }));
   statics.attach(app);
   const port = await freePort();
   await app.listen({ port, host: '127.0.0.1' });
@@ -117,13 +121,15 @@ t.test('responses that vary or fail are never snapshotted', async (t) => {
 
   for (let i = 0; i < 5; i++) {
     t.equal((await get(`${base}/varies`)).status, 200);
-    t.equal((await get(`${base}/fails`)).status, 503);
+    t.equal((await get(`${base}/fails`)).status, 500);
+    t.equal((await get(`${base}/private`)).status, 200);
+    t.equal((await get(`${base}/sets-cookie`)).status, 200);
+    t.equal((await get(`${base}/versioned`)).status, 503);
     await new Promise((r) => setTimeout(r, 20));
   }
-  t.equal(statics.answered, 0, 'a Vary header or a non-200 status keeps the route answering');
+  t.equal(statics.answered, 0, 'Vary, an error status, a private response, Set-Cookie or a 503 keep the route answering');
 
-  t.equal((await get(`${base}/versioned`)).status, 503);
   status = 200;
   const a = await fromSnapshot(statics, `${base}/versioned`);
-  t.same(JSON.parse(a.body), { status: 200 }, 'the 503 was not kept; the 200 was');
+  t.same(JSON.parse(a.body), { status: 200 }, 'the 503 was not kept; the 200 with Cache-Control: public was');
 });
