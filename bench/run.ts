@@ -78,8 +78,8 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 // ───────────────────────────── databases ─────────────────────────────
 
-async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>, db = 'postgres'): Promise<T> {
+  const c = new pg.Client({ connectionString: `${PG_BASE}/${db}` });
   await c.connect();
   try {
     return await fn(c);
@@ -676,15 +676,7 @@ async function runLarge(report: Report, empty: Target, base: LatchkeyEnv, dbs: s
   // what autovacuum would have done meanwhile (it is off on some development Postgres installs,
   // this machine's included): without it the bench's own database, after every workload's
   // rotations, is bloated with dead rows and the "few rows" side is the slower one
-  for (const db of [args.db, name]) {
-    const c = new pg.Client({ connectionString: `${PG_BASE}/${db}` });
-    await c.connect();
-    try {
-      await c.query('VACUUM ANALYZE');
-    } finally {
-      await c.end();
-    }
-  }
+  for (const db of [args.db, name]) await withAdmin((c) => c.query('VACUUM ANALYZE'), db);
   report.large.rows += '; both databases vacuumed and analyzed before the runs';
   const { child } = await startLatchkey('latchkey-large', e, port, issuer);
   const large: Target = { ...empty, name: 'large', issuer, pid: child.pid, ...(await discover(issuer)), user: { ...empty.user, password: prov.user.password }, clients: prov.clients };

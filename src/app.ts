@@ -77,11 +77,7 @@ export function capabilities(rt: Runtime): Capabilities {
 
 export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { config } = rt;
-  const statics = new StaticResponses({
-    '/.well-known/openid-configuration': () => '',
-    '/.well-known/oauth-authorization-server': () => '',
-    '/.well-known/jwks.json': () => rt.keystore.jwksEtag,
-  });
+  const statics = new StaticResponses();
   const app = Fastify({
     // static documents are answered before Fastify (src/http/static-responses.ts)
     serverFactory: statics.serverFactory,
@@ -131,6 +127,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
     },
   };
 
+  statics.attach(app); // before the routes: it collects those with config.staticVersion
   registerHealth(app, rt);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));
@@ -143,6 +140,5 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerEndSession(app, svc);
   registerAdmin(app, svc, guard);
   app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
-  statics.attach(app);
   return app;
 }

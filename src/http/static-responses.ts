@@ -4,7 +4,7 @@
 // than writing such a document does, so the server answers a plain `GET` of them from a snapshot of
 // the response that Fastify itself produced.
 //
-// The snapshot is made by `app.inject` through the real route and all its hooks, so it carries
+// A route opts in with `config.staticVersion`. The snapshot is made by `app.inject` through the real route and all its hooks, so it carries
 // exactly the headers a Fastify answer carries (security headers, cache-control, ETag). It is tied
 // to a version (the JWKS ETag, which every key change alters) read before it was taken; a request
 // that finds the version moved falls through to Fastify and starts a new snapshot. Everything that
@@ -18,6 +18,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The snapshots of the static documents (see src/http/static-responses.ts). */
     staticResponses: StaticResponses;
+  }
+  interface FastifyContextConfig {
+    /** A GET route whose 200 may be answered from a snapshot while this version is unchanged. */
+    staticVersion?: VersionOf;
   }
 }
 
@@ -41,15 +45,12 @@ function shareable(status: number, headers: Record<string, unknown>): boolean {
 }
 
 export class StaticResponses {
-  readonly #sources: Map<string, VersionOf>;
+  /** path → version, from the GET routes that declare `config.staticVersion` */
+  readonly #sources = new Map<string, VersionOf>();
   readonly #snapshots = new Map<string, Snapshot>();
   readonly #pending = new Set<string>();
   #app: FastifyInstance | undefined;
   #open = false;
-
-  constructor(sources: Record<string, VersionOf>) {
-    this.#sources = new Map(Object.entries(sources));
-  }
 
   /** Fastify's `serverFactory`: the HTTP/1.1 server Fastify would create, with the same timeouts, that asks us first. */
   readonly serverFactory: FastifyServerFactory = (handler, o) => {
@@ -67,12 +68,21 @@ export class StaticResponses {
   /** How many requests were answered from a snapshot (tests and diagnostics). */
   answered = 0;
 
-  /** Start answering (a request that arrives before the app listens cannot); `close` stops for good. */
+  /**
+   * Call before the routes are registered: GET routes with `config.staticVersion` are collected as
+   * they are added. Answering starts at once (a request cannot arrive before the app listens);
+   * `close` stops it for good.
+   */
   attach(app: FastifyInstance): void {
     this.#app = app;
     this.#open = true;
     const self: StaticResponses = this;
     app.decorate('staticResponses', self);
+    app.addHook('onRoute', (route) => {
+      const versionOf = route.config?.staticVersion;
+      if (!versionOf || route.method !== 'GET') return;
+      for (const url of Array.isArray(route.url) ? route.url : [route.url]) this.#sources.set(url, versionOf);
+    });
     app.addHook('preClose', (done) => {
       this.close();
       done();

@@ -104,16 +104,16 @@ for (const backend of backends()) {
 
 t.test('only a shareable 200 is snapshotted', async (t) => {
   let status = 503;
-  const routes = ['/varies', '/fails', '/private', '/sets-cookie', '/versioned'];
-  const statics = new StaticResponses(Object.fromEntries(routes.map((r) => [r, () => String(status)])));
+  const statics = new StaticResponses();
   const app = Fastify({ serverFactory: statics.serverFactory });
-  const pub = 'public, max-age=60';
-  app.get('/varies', async (_req, reply) => reply.header('cache-control', pub).header('vary', 'origin').send({ ok: true }));
-  app.get('/fails', async (_req, reply) => reply.header('cache-control', pub).code(500).send({ ok: false }));
-  app.get('/private', async (_req, reply) => reply.header('cache-control', 'private, max-age=60').send({ ok: true }));
-  app.get('/sets-cookie', async (_req, reply) => reply.header('cache-control', pub).header('set-cookie', 'a=b').send({ ok: true }));
-  app.get('/versioned', async (_req, reply) => reply.header('cache-control', pub).code(status === 503 ? 503 : 200).send({ status }));
   statics.attach(app);
+  const config = { staticVersion: () => String(status) };
+  const pub = 'public, max-age=60';
+  app.get('/varies', { config }, async (_req, reply) => reply.header('cache-control', pub).header('vary', 'origin').send({ ok: true }));
+  app.get('/fails', { config }, async (_req, reply) => reply.header('cache-control', pub).code(500).send({ ok: false }));
+  app.get('/private', { config }, async (_req, reply) => reply.header('cache-control', 'private, max-age=60').send({ ok: true }));
+  app.get('/sets-cookie', { config }, async (_req, reply) => reply.header('cache-control', pub).header('set-cookie', 'a=b').send({ ok: true }));
+  app.get('/versioned', { config }, async (_req, reply) => reply.header('cache-control', pub).code(status === 503 ? 503 : 200).send({ status }));
   const port = await freePort();
   await app.listen({ port, host: '127.0.0.1' });
   t.teardown(() => app.close());

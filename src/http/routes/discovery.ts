@@ -59,6 +59,8 @@ export function registerDiscovery(app: FastifyInstance, config: Config, caps: Ca
     reply.header('cache-control', 'public, max-age=300').type('application/json; charset=utf-8');
     return reply.send(body);
   };
-  app.get('/.well-known/openid-configuration', handler);
-  app.get('/.well-known/oauth-authorization-server', handler);
+  // fixed for the life of the process: one snapshot each (src/http/static-responses.ts)
+  const staticVersion = () => '';
+  app.get('/.well-known/openid-configuration', { config: { staticVersion } }, handler);
+  app.get('/.well-known/oauth-authorization-server', { config: { staticVersion } }, handler);
 }

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Keystore } from '../../keys/keystore.js';
 
 export function registerJwks(app: FastifyInstance, keystore: Keystore, maxAge: number): void {
-  app.get('/.well-known/jwks.json', async (req, reply) => {
+  // every key change alters the ETag, so it versions the snapshot (src/http/static-responses.ts)
+  app.get('/.well-known/jwks.json', { config: { staticVersion: () => keystore.jwksEtag } }, async (req, reply) => {
     const etag = keystore.jwksEtag;
     reply.header('cache-control', `public, max-age=${maxAge}`).header('etag', etag);
     const inm = req.headers['if-none-match'];
