@@ -163,6 +163,7 @@ export function loadConfig(env: Env = process.env): Config {
     refreshIdleTtl: int(env, 'REFRESH_IDLE_DAYS', 14, 1, 365) * day,
     refreshAbsoluteTtl: int(env, 'REFRESH_ABSOLUTE_DAYS', 30, 1, 3650) * day,
     refreshReuseGraceSeconds: int(env, 'REFRESH_REUSE_GRACE_SECONDS', 0, 0, 300),
+    // at most DENYLIST_RETENTION_SECONDS (src/store/refresh-families.ts): entries outlive exp by that
     clockLeewaySeconds: int(env, 'CLOCK_LEEWAY_SECONDS', 30, 0, 300),
     jwksMaxAge: int(env, 'JWKS_MAX_AGE', 300, 0, day),
     keyRotationDays: int(env, 'KEY_ROTATION_DAYS', 30, 1, 3650),

@@ -147,6 +147,8 @@ export interface DenylistTable {
   jti: string;
   expires_at: Timestamp;
   seq: Generated<string>;
+  /** The writing transaction's id (xid8, as text): the view reads in commit order by it. */
+  txid: Generated<string>;
 }
 
 export interface Database {

@@ -3,6 +3,7 @@
 // advisory lock makes one replica at a time do it.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
+import { DENYLIST_RETENTION_SECONDS } from './refresh-families.js';
 
 const PRUNE_LOCK_ID = 7_370_003;
 const DAY = 86_400_000;
@@ -18,7 +19,8 @@ interface Target {
 }
 
 const TARGETS: Target[] = [
-  { table: 'denylist', key: 'jti', where: (now) => sql`expires_at < ${now}` },
+  // an entry outlives its token's exp by the clock leeway (the token is still accepted until then)
+  { table: 'denylist', key: 'jti', where: (now) => sql`expires_at < ${new Date(now.getTime() - DENYLIST_RETENTION_SECONDS * 1000)}` },
   { table: 'interactions', key: 'id_digest', where: (now) => sql`expires_at < ${now}` },
   { table: 'client_assertion_jtis', key: 'jti', where: (now) => sql`expires_at < ${now}` },
   { table: 'login_sessions', key: 'id_digest', where: (now) => sql`absolute_expires_at < ${new Date(now.getTime() - DAY)} OR ended_at < ${new Date(now.getTime() - DAY)}` },

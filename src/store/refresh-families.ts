@@ -6,6 +6,13 @@ import { digest, randomToken } from '../tokens/opaque.js';
 export const DENYLIST_CHANNEL = 'latchkey_denylist';
 
 /**
+ * How long past its token's `exp` a denylist entry is kept (written, loaded, pruned): tokens are
+ * accepted until `exp` + CLOCK_LEEWAY_SECONDS, so an entry must outlive that. It is the largest
+ * leeway the configuration admits, so replicas configured with different leeways agree.
+ */
+export const DENYLIST_RETENTION_SECONDS = 300;
+
+/**
  * The denylist key of a revoked family. Access tokens carry their family in the `fid` claim, and
  * a token whose jti or family key is on the denylist is refused. A jti is base64url, so it never
  * contains the colon.
@@ -81,9 +88,12 @@ export async function revokeFamily(db: Kysely<Database>, familyId: string, reaso
   return true;
 }
 
-/** Put access tokens' jtis (or family keys) on the denylist until they expire. */
+/**
+ * Put access tokens' jtis (or family keys) on the denylist until they can no longer be accepted:
+ * a token inside the clock leeway past its `exp` still passes verification, so it is still listed.
+ */
 export async function denylist(db: Kysely<Database>, tokens: Array<{ jti: string; exp: number }>, at: Date): Promise<number> {
-  const live = tokens.filter((t) => t.exp * 1000 > at.getTime());
+  const live = tokens.filter((t) => (t.exp + DENYLIST_RETENTION_SECONDS) * 1000 > at.getTime());
   if (live.length === 0) return 0;
   await db
     .insertInto('denylist')

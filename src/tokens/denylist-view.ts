@@ -2,16 +2,22 @@
 // LISTEN/NOTIFY (latchkey_denylist) triggers an incremental read within milliseconds, a poll every
 // few seconds is the safety net, and after the notification connection was lost the view is
 // marked stale and answers from the database until a full resync completes. Memory is bounded:
-// entries leave when their token expires, and past `maxEntries` the view answers from the
-// database instead of growing.
+// entries leave when their token can no longer be accepted, and past `maxEntries` the view
+// answers from the database instead of growing.
+//
+// New rows are found in commit order, not sequence order: a long revoking transaction writes its
+// rows early and commits late, after shorter ones. Each row carries the id of the transaction
+// that wrote it (`txid`, migration 20261201000100); each read also takes the oldest transaction
+// still running in its snapshot (pg_snapshot_xmin), and the next read starts there. Every row the
+// previous read could not see belongs to a transaction at least that new, so none is skipped.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
 import type { Clock } from '../clock.js';
-import { DENYLIST_CHANNEL } from '../store/refresh-families.js';
+import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../store/refresh-families.js';
 
-// sequence values may commit out of order: re-read a window behind the last one seen
-const SEQ_OVERLAP = 1000n;
+const PAGE = 5000;
+const RETENTION_MS = DENYLIST_RETENTION_SECONDS * 1000;
 
 export interface DenylistViewOptions {
   pollMs?: number;
@@ -21,7 +27,8 @@ export interface DenylistViewOptions {
 
 export class DenylistView {
   private entries = new Map<string, number>();
-  private lastSeq = 0n;
+  /** Rows written by this transaction id or later may not all have been visible to the last read. */
+  private fromTxid = '0';
   private stale = true;
   private listening = true;
   private overflow = false;
@@ -81,7 +88,7 @@ export class DenylistView {
     }
     for (const key of keys) {
       const exp = this.entries.get(key);
-      if (exp !== undefined && exp > now - 60_000) return true;
+      if (exp !== undefined && exp > now - RETENTION_MS) return true;
     }
     return false;
   }
@@ -90,7 +97,7 @@ export class DenylistView {
   async resync(): Promise<void> {
     this.stale = true;
     this.generation++;
-    this.lastSeq = 0n;
+    this.fromTxid = '0';
     this.entries.clear();
     this.overflow = false;
     await this.sync();
@@ -120,38 +127,43 @@ export class DenylistView {
     const generation = this.generation;
     const now = this.clock.now();
     const max = this.opts.maxEntries ?? 1_000_000;
-    // forget entries whose tokens have expired (they can no longer pass verification anyway),
+    // forget entries whose tokens can no longer be accepted (past exp + the largest clock leeway),
     // first, to make room for what follows
-    for (const [jti, exp] of this.entries) if (exp <= now - 60_000) this.entries.delete(jti);
+    for (const [jti, exp] of this.entries) if (exp <= now - RETENTION_MS) this.entries.delete(jti);
+    const cutoff = new Date(now - RETENTION_MS);
+    const from = this.fromTxid;
+    let next: string | undefined;
+    let cursor: { txid: string; jti: string } | undefined;
     let full = false;
     for (;;) {
-      const from = this.lastSeq > SEQ_OVERLAP ? this.lastSeq - SEQ_OVERLAP : 0n;
-      const rows = await this.db
-        .selectFrom('denylist')
-        .select(['jti', 'expires_at', 'seq'])
-        .where('seq', '>', sql<string>`${from.toString()}::bigint`)
-        .where('expires_at', '>', new Date(now))
-        .orderBy('seq')
-        .limit(5000)
-        .execute();
+      const after = cursor ? sql`AND (txid, jti) > (${cursor.txid}::xid8, ${cursor.jti})` : sql``;
+      const { rows } = await sql<{ xmin: string; jti: string | null; expires_at: Date | null; txid: string | null }>`
+        WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
+        SELECT s.xmin, d.jti, d.expires_at, d.txid::text AS txid FROM s LEFT JOIN LATERAL (
+          SELECT jti, expires_at, txid FROM denylist
+          WHERE txid >= ${from}::xid8 AND expires_at > ${cutoff} ${after}
+          ORDER BY txid, jti LIMIT ${PAGE}
+        ) d ON true`.execute(this.db);
       // a full reload began while we read: what we read belongs to the old view
       if (generation !== this.generation) return;
-      let maxSeq = this.lastSeq;
+      // the first page's snapshot is the oldest: start the next read at its oldest running transaction
+      next ??= rows[0]?.xmin;
+      let last: { txid: string; jti: string } | undefined;
       for (const r of rows) {
+        if (r.jti === null || r.txid === null || r.expires_at === null) continue;
         if (this.entries.size >= max && !this.entries.has(r.jti)) {
           full = true;
           break;
         }
         this.entries.set(r.jti, r.expires_at.getTime());
-        const s = BigInt(r.seq);
-        if (s > maxSeq) maxSeq = s;
+        last = { txid: r.txid, jti: r.jti };
       }
-      const advanced = maxSeq > this.lastSeq;
-      this.lastSeq = maxSeq;
-      if (rows.length < 5000 || !advanced || full) break;
+      if (full || !last || rows.length < PAGE) break;
+      cursor = last;
     }
-    // memory answers again only once a read got everything: rows skipped while full are past
-    // lastSeq and are read by the next sync
+    // memory answers again only once a read got everything; while full, the next read starts
+    // where this one did, so the rows skipped are read then
+    if (!full && next !== undefined) this.fromTxid = next;
     this.overflow = full;
   }
 }
