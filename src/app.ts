@@ -33,6 +33,8 @@ import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
+import { StatusLists } from './tokens/status-list.js';
+import { registerStatusLists } from './http/routes/status-lists.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -66,6 +68,7 @@ export function capabilities(rt: Runtime): Capabilities {
     revocation: true,
     introspection: true,
     endSession: true,
+    statusLists: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
     scopes: ['openid', 'profile', 'email', 'offline_access'],
     claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
@@ -117,6 +120,14 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
+  const statusLists = new StatusLists(rt.db, rt.keystore, rt.clock, {
+    issuer: config.issuer,
+    alg: config.signingAlg,
+    ttl: config.statusListTtl,
+    onError: (err) => app.log.warn({ err: err.message }, 'status list refresh failed'),
+  });
+  await statusLists.start(rt.dbh);
+  app.addHook('onClose', async () => statusLists.stop());
   const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
   app.addHook('onClose', async () => stopPruning());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
@@ -138,6 +149,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerRevocation(app, svc);
   registerIntrospection(app, svc, guard);
   registerEndSession(app, svc);
+  registerStatusLists(app, statusLists, config.issuer, config.statusListTtl);
   registerAdmin(app, svc, guard);
   app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
   return app;

@@ -29,6 +29,8 @@ export interface Config {
   refreshAbsoluteTtl: number;
   refreshReuseGraceSeconds: number;
   clockLeewaySeconds: number;
+  /** STATUS_LIST_TTL: seconds a resource server may cache a status list. */
+  statusListTtl: number;
   jwksMaxAge: number;
   keyRotationDays: number;
   /** Added to jwksMaxAge: how long a `next` key is published before it may sign (replica lag + clock skew). */
@@ -165,6 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     refreshReuseGraceSeconds: int(env, 'REFRESH_REUSE_GRACE_SECONDS', 0, 0, 300),
     // at most DENYLIST_RETENTION_SECONDS (src/store/refresh-families.ts): entries outlive exp by that
     clockLeewaySeconds: int(env, 'CLOCK_LEEWAY_SECONDS', 30, 0, 300),
+    statusListTtl: int(env, 'STATUS_LIST_TTL', 10, 1, 3600),
     jwksMaxAge: int(env, 'JWKS_MAX_AGE', 300, 0, day),
     keyRotationDays: int(env, 'KEY_ROTATION_DAYS', 30, 1, 3650),
     keyPublishMarginSeconds: keyTiming.margin,

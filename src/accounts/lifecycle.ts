@@ -4,7 +4,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import { endUserSessions } from '../store/login-sessions.js';
-import { revokeFamiliesWhere } from '../store/refresh-families.js';
+import { clientDenyKey, denylist, revokeFamiliesWhere } from '../store/refresh-families.js';
 import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
 
@@ -54,10 +54,16 @@ export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at:
   return db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at));
 }
 
-/** Delete a client: its families are revoked first (access tokens denylisted); its outstanding codes die with it (they are redeemed only by the client). */
-export function removeClient(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
+/**
+ * Delete a client: its families are revoked first (access tokens denylisted); its outstanding
+ * codes die with it (they are redeemed only by the client); its client_credentials tokens' status
+ * index is set in the status lists until the last of them (`accessTokenTtl`) has expired.
+ */
+export function removeClient(db: Kysely<Database>, clientId: string, at: Date, accessTokenTtl: number): Promise<number> {
   return db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
+    const row = await trx.selectFrom('clients').select('cc_status_idx').where('client_id', '=', clientId).executeTakeFirst();
+    if (row) await denylist(trx, [{ jti: clientDenyKey(clientId), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: row.cc_status_idx }], at);
     await deleteClient(trx, clientId);
     return n;
   });

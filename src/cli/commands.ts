@@ -416,7 +416,7 @@ export const commands: Record<string, Command> = {
       const ctx = need(c);
       const id = p[0];
       if (!id || !(await findClient(ctx.db, id))) throw new CliError(`no such client: ${id ?? ''}`);
-      const revoked = await removeClient(ctx.db, id, new Date(ctx.clock.now()));
+      const revoked = await removeClient(ctx.db, id, new Date(ctx.clock.now()), ctx.config.accessTokenTtl);
       await ctx.notify(CLIENTS_CHANNEL, id);
       await recordAudit(ctx.db, new Date(ctx.clock.now()), { type: 'admin.client_deleted', actor: 'cli', clientId: id, details: { families_revoked: revoked } });
       return { client_id: id, deleted: true, families_revoked: revoked };

@@ -34,6 +34,8 @@ export interface ClientsTable {
   require_pkce: Generated<boolean>;
   is_admin: Generated<boolean>;
   refresh_without_offline: Generated<boolean>;
+  /** The status-list index (bigint, as text) of the client's client_credentials tokens. */
+  cc_status_idx: Generated<string>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -133,6 +135,8 @@ export interface RefreshFamiliesTable {
   created_user_agent: string | null;
   /** The latest expiry of the access tokens the family issued. */
   access_expires_at: NullableTs;
+  /** The family's status-list index (bigint, as text), carried by each of its access tokens. */
+  status_idx: Generated<string>;
 }
 
 export interface RefreshTokensTable {
@@ -149,6 +153,8 @@ export interface DenylistTable {
   seq: Generated<string>;
   /** The writing transaction's id (xid8, as text): the view reads in commit order by it. */
   txid: Generated<string>;
+  /** The status-list index this revocation sets (bigint, as text), when it has one. */
+  status_idx: ColumnType<string | null, string | number | null | undefined, never>;
 }
 
 export interface Database {

@@ -49,7 +49,7 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
   const offline = code.scopes.includes('offline_access');
   const wantsRefresh = client.grantTypes.includes('refresh_token') && (offline || client.refreshWithoutOffline);
   const resources = aud.filter((a) => a !== userinfoAudience(rt.config.issuer));
-  const rows = await rt.dbh.prepared<{ email: string; name: string | null; email_verified: boolean; created: string | number }>(
+  const rows = await rt.dbh.prepared<{ email: string; name: string | null; email_verified: boolean; created: string | number; status_idx: string | null }>(
     'latchkey_code_redeem',
     sql`
     WITH sess AS (
@@ -65,12 +65,12 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
         ${ctx.ip.slice(0, 64)}::text, ${ctx.userAgent?.slice(0, 256) ?? null}::text, ${new Date(exp * 1000)}::timestamptz
       FROM u WHERE NOT EXISTS (SELECT 1 FROM sess WHERE sess.ended_at IS NOT NULL)
       ON CONFLICT (code_digest) DO NOTHING
-      RETURNING id
+      RETURNING id, status_idx
     ), rt AS (
       INSERT INTO refresh_tokens (token_digest, family_id, created_at)
       SELECT ${digest(refreshToken)}::text, fam.id, ${now}::timestamptz FROM fam WHERE ${wantsRefresh}::boolean
     )
-    SELECT u.email, u.name, u.email_verified, (SELECT count(*) FROM fam) AS created FROM u
+    SELECT u.email, u.name, u.email_verified, (SELECT count(*) FROM fam) AS created, (SELECT status_idx::text FROM fam) AS status_idx FROM u
   `.compile(rt.db),
   );
   return { row: rows[0], familyId, refreshToken: wantsRefresh ? refreshToken : undefined, iat };
@@ -120,7 +120,7 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(code.authTime.getTime() / 1000);
-    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat });
+    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, statusIdx: row.status_idx! });
     const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {

@@ -40,6 +40,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
     resources: string[];
     auth_time: Date;
     session_sid: string | null;
+    status_idx: string;
     email: string;
     name: string | null;
     email_verified: boolean;
@@ -68,7 +69,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
       FROM consumed
       -- re-checked after a concurrent revocation commits: a revoked family gets no new token
       WHERE f.id = consumed.family_id AND f.revoked_at IS NULL
-      RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid
+      RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx
     )
     SELECT fam.*, u.email, u.name, u.email_verified FROM fam JOIN users u ON u.id = fam.user_id
   `.compile(rt.db));
@@ -78,7 +79,7 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   const openid = scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);
   const authTime = Math.floor(new Date(row.auth_time).getTime() / 1000);
-  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat });
+  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx });
   const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' '), refresh_token: next };
   if (openid) {
     const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified } as User;
@@ -134,7 +135,7 @@ export const refreshTokenGrant: Grant = {
       const aud = resolveAudience(client, ctx.resources, family.resources, openid, rt.config.issuer);
 
       const authTime = Math.floor(family.auth_time.getTime() / 1000);
-      const at = await signAccessToken(rt, { sub: user.id, clientId: client.clientId, scope: scopes, aud, authTime, sid: family.session_sid ?? undefined, familyId: family.id });
+      const at = await signAccessToken(rt, { sub: user.id, clientId: client.clientId, scope: scopes, aud, authTime, sid: family.session_sid ?? undefined, familyId: family.id, statusIdx: family.status_idx });
       const next = await insertRefreshToken(trx, family.id, now);
       const consumed = await trx
         .updateTable('refresh_tokens')

@@ -1,5 +1,5 @@
 // Repository functions for clients, and the Client domain type the protocol core uses.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/types.js';
 
 export interface Client {
@@ -21,6 +21,8 @@ export interface Client {
   requirePkce: boolean;
   isAdmin: boolean;
   refreshWithoutOffline: boolean;
+  /** The status-list index of the client's current client_credentials tokens. */
+  ccStatusIdx: string;
 }
 
 export function toClient(row: ClientRow): Client {
@@ -42,6 +44,7 @@ export function toClient(row: ClientRow): Client {
     requirePkce: row.require_pkce,
     isAdmin: row.is_admin,
     refreshWithoutOffline: row.refresh_without_offline,
+    ccStatusIdx: row.cc_status_idx,
   };
 }
 
@@ -126,4 +129,15 @@ export function publicClient(c: Client): Record<string, unknown> {
     jwks_kids: c.jwks ? c.jwks.keys.map((k) => k.kid ?? null) : [],
     created_at: c.createdAt.toISOString(),
   };
+}
+
+/**
+ * Give the client's future client_credentials tokens a fresh status index, when `current` is
+ * still its index; the old one is then set in the status lists by the caller's denylist row.
+ * Caches hear of it through latchkey_clients at commit.
+ */
+export async function rotateClientStatusIndex(db: Kysely<Database>, clientId: string, current: string): Promise<boolean> {
+  const r = await sql`UPDATE clients SET cc_status_idx = nextval('status_index_seq') WHERE client_id = ${clientId} AND cc_status_idx = ${current}::bigint`.execute(db);
+  await sql`SELECT pg_notify('latchkey_clients', ${clientId})`.execute(db);
+  return Number(r.numAffectedRows ?? 0n) === 1;
 }

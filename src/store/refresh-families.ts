@@ -19,6 +19,9 @@ export const DENYLIST_RETENTION_SECONDS = 300;
  */
 export const familyDenyKey = (familyId: string): string => `family:${familyId}`;
 
+/** The denylist key that sets a deleted client's client_credentials status index (no endpoint asks for it). */
+export const clientDenyKey = (clientId: string): string => `client:${clientId}`;
+
 export interface NewFamily {
   id: string;
   userId: string;
@@ -81,10 +84,11 @@ export async function revokeFamily(db: Kysely<Database>, familyId: string, reaso
     .set({ revoked_at: at, revoked_reason: reason })
     .where('id', '=', familyId)
     .where('revoked_at', 'is', null)
-    .returning(['access_expires_at'])
+    .returning(['access_expires_at', 'status_idx'])
     .executeTakeFirst();
   if (!row) return false;
-  if (row.access_expires_at) await denylist(db, [{ jti: familyDenyKey(familyId), exp: row.access_expires_at.getTime() / 1000 }], at);
+  // the family key refuses its tokens at our endpoints; its status index, in the status lists
+  if (row.access_expires_at) await denylist(db, [{ jti: familyDenyKey(familyId), exp: row.access_expires_at.getTime() / 1000, statusIdx: row.status_idx }], at);
   return true;
 }
 
@@ -92,12 +96,12 @@ export async function revokeFamily(db: Kysely<Database>, familyId: string, reaso
  * Put access tokens' jtis (or family keys) on the denylist until they can no longer be accepted:
  * a token inside the clock leeway past its `exp` still passes verification, so it is still listed.
  */
-export async function denylist(db: Kysely<Database>, tokens: Array<{ jti: string; exp: number }>, at: Date): Promise<number> {
+export async function denylist(db: Kysely<Database>, tokens: Array<{ jti: string; exp: number; statusIdx?: string | number }>, at: Date): Promise<number> {
   const live = tokens.filter((t) => (t.exp + DENYLIST_RETENTION_SECONDS) * 1000 > at.getTime());
   if (live.length === 0) return 0;
   await db
     .insertInto('denylist')
-    .values(live.map((t) => ({ jti: t.jti, expires_at: new Date(t.exp * 1000) })))
+    .values(live.map((t) => ({ jti: t.jti, expires_at: new Date(t.exp * 1000), status_idx: t.statusIdx === undefined ? null : String(t.statusIdx) })))
     .onConflict((oc) => oc.column('jti').doNothing())
     .execute();
   await sql`SELECT pg_notify(${DENYLIST_CHANNEL}, '')`.execute(db);

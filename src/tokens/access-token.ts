@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { Keystore } from '../keys/keystore.js';
 import { InvalidToken } from '../errors.js';
 import { randomToken } from './opaque.js';
+import { statusClaim } from './status-list.js';
 
 export interface AccessTokenInput {
   sub: string;
@@ -19,6 +20,8 @@ export interface AccessTokenInput {
   familyId?: string;
   /** The issue time, when the caller recorded the token's expiry (iat + ACCESS_TOKEN_TTL) before signing. */
   iat?: number;
+  /** The token's status-list index (its family's, or its client's for client_credentials). */
+  statusIdx: number | string;
 }
 
 export interface IssuedAccessToken {
@@ -41,6 +44,7 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   sid?: string;
   fid?: string;
+  status?: { status_list: { idx: number; uri: string } };
 }
 
 export interface TokenDeps {
@@ -81,6 +85,7 @@ export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput):
   if (input.authTime !== undefined) claims.auth_time = input.authTime;
   if (input.sid) claims.sid = input.sid;
   if (input.familyId) claims.fid = input.familyId;
+  claims.status = statusClaim(config.issuer, input.statusIdx);
   const token = await signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'at+jwt' }, key.privateKey);
   return { token, jti, exp, iat, kid: key.kid };
 }

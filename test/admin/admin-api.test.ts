@@ -85,10 +85,10 @@ for (const backend of backends()) {
       const appCc = await createClient(e.rt, ['--name', 'Machine', '--grant-types', 'client_credentials', '--scopes', 'jobs', '--audiences', API]);
       const machine = await tokenRequest(issuer, { grant_type: 'client_credentials' }, { clientId: appCc.clientId, secret: appCc.clientSecret });
       // tokens the API cannot mint, signed with the server's own key: what if one existed?
-      const signed = async (clientId: string, sub: string, scope: string[], aud = [`${issuer}/admin`]) => (await signAccessToken(e.rt, { sub, clientId, scope, aud })).token;
+      const signed = async (clientId: string, sub: string, scope: string[], aud = [`${issuer}/admin`]) => (await signAccessToken(e.rt, { sub, clientId, scope, aud, statusIdx: 0 })).token;
       const nonAdminWithScope = await signed(app.clientId, app.clientId, ['latchkey:admin']);
       const userDelegated = await signed(admin.clientId, aliceId, ['latchkey:admin']);
-      const expired = await signAccessToken({ ...e.rt, clock: { now: () => e.clock.now() - 3600_000 } }, { sub: admin.clientId, clientId: admin.clientId, scope: ['latchkey:admin'], aud: [`${issuer}/admin`] });
+      const expired = await signAccessToken({ ...e.rt, clock: { now: () => e.clock.now() - 3600_000 } }, { sub: admin.clientId, clientId: admin.clientId, scope: ['latchkey:admin'], aud: [`${issuer}/admin`], statusIdx: 0 });
 
       const endpoints: Array<[string, string, unknown?]> = [
         ['GET', `/users/${ALICE}`],

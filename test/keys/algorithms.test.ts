@@ -42,7 +42,7 @@ for (const backend of backends()) {
       }
 
       // the access token, signed with the default algorithm
-      const at = await signAccessToken(rt, { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] });
+      const at = await signAccessToken(rt, { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 });
       const v = await jwtVerify(at.token, remote, { issuer: config.issuer, audience: 'https://api.example', algorithms: [defaultAlg], typ: 'at+jwt' });
       t.equal(v.protectedHeader.alg, defaultAlg);
       t.equal(v.protectedHeader.kid, at.kid);

@@ -17,7 +17,7 @@ import { systemClock } from '../../src/clock.js';
 
 t.teardown(dropCreatedDatabases);
 
-const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] };
+const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 };
 const kekOf = (b64: string) => kekFromBytes(Buffer.from(b64, 'base64'));
 
 /** A database that outlives one runtime: PGlite on disk, or a Postgres database. */

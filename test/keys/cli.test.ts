@@ -38,7 +38,7 @@ t.test('keys commands through the latchkey binary', { skip: hasPostgres ? false 
   const { rt } = env;
   const jwksUri = `${env.config.issuer}/.well-known/jwks.json`;
   const served = async () => ((await (await fetch(jwksUri)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
-  const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] };
+  const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 };
 
   // list
   const list = await json<KeyRow[]>('keys', 'list');

@@ -58,7 +58,7 @@ for (const backend of backends()) {
     clock.advance(360);
     await rotateKeys(rt);
     await rt.keystore.reload();
-    const tok = await signAccessToken(rt, { sub: 'u', clientId: 'c', scope: [], aud: ['https://api.example'] });
+    const tok = await signAccessToken(rt, { sub: 'u', clientId: 'c', scope: [], aud: ['https://api.example'], statusIdx: 0 });
     t.equal(tok.kid, out.kid);
     const [h, p, s] = tok.token.split('.');
     t.ok(crypto.verify('sha256', Buffer.from(`${h}.${p}`), { key: k1.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(s!, 'base64url')), 'signed by the imported private key');

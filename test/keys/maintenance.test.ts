@@ -14,7 +14,7 @@ import { signAccessToken, verifyAccessToken } from '../../src/tokens/access-toke
 
 t.teardown(dropCreatedDatabases);
 
-const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] };
+const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 };
 const tooEarly = (p: Promise<unknown>) =>
   p.then(
     () => undefined,

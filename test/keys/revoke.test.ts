@@ -18,7 +18,7 @@ const failsWithInvalidToken = (p: Promise<unknown>): Promise<boolean> =>
     (err: unknown) => err instanceof InvalidToken && /unknown signing key/.test((err as Error).message),
   );
 
-const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] };
+const input = { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 };
 
 for (const backend of backends()) {
   t.test(`keys revoke on ${backend.name}`, async (t) => {
@@ -41,7 +41,7 @@ for (const backend of backends()) {
     // a user's token for /userinfo, and a confidential client that may introspect it
     const userId = (JSON.parse((await runCommand(['users', 'create', '--email', 'k2@example.com', '--password-stdin', '--json'], cliContextFor(rt), 'correct horse battery staple\n')).stdout) as { id: string }).id;
     const client = JSON.parse((await runCommand(['clients', 'create', '--name', 'rs', '--grant-types', 'client_credentials', '--json'], cliContextFor(rt), undefined)).stdout) as { client_id: string; client_secret: string };
-    const userToken = await signAccessToken(rt, { sub: userId, clientId: client.client_id, scope: ['openid'], aud: [userinfoAudience(config.issuer)] });
+    const userToken = await signAccessToken(rt, { sub: userId, clientId: client.client_id, scope: ['openid'], aud: [userinfoAudience(config.issuer)], statusIdx: 0 });
     const userinfo = (token: string) => fetch(`${config.issuer}/userinfo`, { headers: { authorization: `Bearer ${token}` } });
     const introspect = async (token: string) =>
       (await (
@@ -82,7 +82,7 @@ for (const backend of backends()) {
     t.same(await introspect(userToken.token), { active: false }, '/introspect says inactive');
     const fresh = await signAccessToken(rt, input);
     t.equal(fresh.kid, next, 'new tokens carry another kid');
-    const freshUser = await signAccessToken(rt, { sub: userId, clientId: client.client_id, scope: ['openid'], aud: [userinfoAudience(config.issuer)] });
+    const freshUser = await signAccessToken(rt, { sub: userId, clientId: client.client_id, scope: ['openid'], aud: [userinfoAudience(config.issuer)], statusIdx: 0 });
     t.equal((await userinfo(freshUser.token)).status, 200, 'a new token works at /userinfo');
     await verifyAccessToken(rt, fresh.token);
     const { protectedHeader } = await jwtVerify(fresh.token, createRemoteJWKSet(new URL(jwksUri)), { issuer: config.issuer, algorithms: ['ES256'] });

@@ -75,7 +75,7 @@ for (const backend of backends()) {
     const algs: SigningAlg[] = ['ES256', 'RS256'];
 
     const mint = async (alg: SigningAlg) => {
-      if (alg === config.signingAlg) return signAccessToken(rt, { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'] });
+      if (alg === config.signingAlg) return signAccessToken(rt, { sub: 'u1', clientId: 'c1', scope: ['openid'], aud: ['https://api.example'], statusIdx: 0 });
       // an RS256 token (as an ID token would be), with the same claims
       const key = rt.keystore.signingKey(alg);
       const iat = Math.floor(clock.now() / 1000);

@@ -10,6 +10,7 @@ export interface Capabilities {
   revocation: boolean;
   introspection: boolean;
   endSession: boolean;
+  statusLists: boolean;
   idTokenAlgs: string[];
   scopes: string[];
   claims: string[];
@@ -28,6 +29,8 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
   if (caps.revocation) m.revocation_endpoint = `${i}/revoke`;
   if (caps.introspection) m.introspection_endpoint = `${i}/introspect`;
   if (caps.endSession) m.end_session_endpoint = `${i}/logout`;
+  // draft-ietf-oauth-status-list §9: where the current list URIs are listed
+  if (caps.statusLists) m.status_list_aggregation_endpoint = `${i}/statuslists`;
   m.scopes_supported = caps.scopes;
   m.response_types_supported = caps.authorization ? ['code'] : [];
   if (caps.authorization) {

@@ -1,8 +1,11 @@
-// /revoke (RFC 7009): a refresh token revokes its family; an access token goes on the denylist.
+// /revoke (RFC 7009): a refresh token revokes its family; an access token goes on the denylist,
+// with its family (or, for client_credentials, its client's current status index).
 // Unknown, expired or malformed tokens answer 200; another client's token is refused (§2.1).
 import type { FastifyInstance } from 'fastify';
 import { InvalidRequest, UnauthorizedClient } from '../../errors.js';
 import { denylist, revokeFamily } from '../../store/refresh-families.js';
+import { rotateClientStatusIndex } from '../../store/clients.js';
+import { statusIndexOf } from '../../tokens/status-list.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { digest } from '../../tokens/opaque.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
@@ -49,7 +52,19 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
       }
       if (claims) {
         if (claims.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
-        const added = await denylist(svc.rt.db, [{ jti: claims.jti, exp: claims.exp }], now);
+        const verified = claims;
+        const statusIdx = statusIndexOf(svc.config.issuer, verified.status);
+        // RFC 7009 §2.1 lets revoking an access token revoke its grant: a family's tokens share its
+        // status index, so the family ends with the token (and a client_credentials client's
+        // tokens share the client's index, which moves on for the tokens issued after)
+        const added = await svc.rt.db.transaction().execute(async (trx) => {
+          const family = verified.fid ? await revokeFamily(trx, verified.fid, 'access_token_revoked', now) : false;
+          const n = await denylist(trx, [{ jti: verified.jti, exp: verified.exp, ...(statusIdx === undefined ? {} : { statusIdx }) }], now);
+          if (!verified.fid && statusIdx !== undefined) await rotateClientStatusIndex(trx, client.clientId, String(statusIdx));
+          return family || n > 0;
+        });
+        // this replica's next client_credentials token already carries the client's new index
+        if (!verified.fid) svc.clients.invalidate(client.clientId);
         if (added) {
           await svc.denylist.sync();
           await svc.audit(req, { type: 'access_token.revoked', userId: claims.sub === client.clientId ? null : claims.sub, clientId: client.clientId, details: { jti: claims.jti } });
