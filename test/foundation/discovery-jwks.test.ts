@@ -20,7 +20,7 @@ for (const backend of backends()) {
     for (const [k, v] of Object.entries(meta)) {
       if (!k.endsWith('_endpoint') && k !== 'jwks_uri') continue;
       t.ok(String(v).startsWith(issuer), `${k} is built from the issuer`);
-      const r = await fetch(String(v), { method: k === 'jwks_uri' || k === 'authorization_endpoint' || k === 'userinfo_endpoint' ? 'GET' : 'POST' });
+      const r = await fetch(String(v), { method: k === 'jwks_uri' || k === 'authorization_endpoint' || k === 'userinfo_endpoint' || k === 'status_list_aggregation_endpoint' ? 'GET' : 'POST' });
       t.not(r.status, 404, `${k} answers`);
       await r.arrayBuffer();
     }
