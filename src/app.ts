@@ -33,6 +33,7 @@ import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
+import { LogoutDelivery } from './backchannel/delivery.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -66,6 +67,7 @@ export function capabilities(rt: Runtime): Capabilities {
     revocation: true,
     introspection: true,
     endSession: true,
+    backchannelLogout: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
     scopes: ['openid', 'profile', 'email', 'offline_access'],
     claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
@@ -119,6 +121,9 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   app.addHook('onClose', async () => denylist.stop());
   const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
   app.addHook('onClose', async () => stopPruning());
+  const delivery = new LogoutDelivery({ dbh: rt.dbh, clock: rt.clock, config, keystore: rt.keystore, clients, log: app.log });
+  await delivery.start();
+  app.addHook('onClose', async () => delivery.stop());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {

@@ -34,6 +34,8 @@ export interface ClientsTable {
   require_pkce: Generated<boolean>;
   is_admin: Generated<boolean>;
   refresh_without_offline: Generated<boolean>;
+  backchannel_logout_uri: ColumnType<string | null, string | null | undefined, string | null>;
+  backchannel_logout_session_required: Generated<boolean>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -149,6 +151,23 @@ export interface DenylistTable {
   seq: Generated<string>;
 }
 
+export interface LogoutNoticesTable {
+  id: Generated<string>;
+  jti: string;
+  client_id: string;
+  sub: string | null;
+  sid: string | null;
+  event: string;
+  created_at: Timestamp;
+  next_attempt_at: Timestamp;
+  claim: ColumnType<string | null, string | null | undefined, string | null>;
+  attempts: Generated<number>;
+  last_attempt_at: NullableTs;
+  last_error: ColumnType<string | null, string | null | undefined, string | null>;
+  delivered_at: NullableTs;
+  failed_at: NullableTs;
+}
+
 export interface Database {
   refresh_families: RefreshFamiliesTable;
   refresh_tokens: RefreshTokensTable;
@@ -162,6 +181,7 @@ export interface Database {
   clients: ClientsTable;
   signing_keys: SigningKeysTable;
   server_secrets: ServerSecretsTable;
+  logout_notices: LogoutNoticesTable;
 }
 
 export type User = Selectable<UsersTable>;

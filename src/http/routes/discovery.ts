@@ -10,6 +10,7 @@ export interface Capabilities {
   revocation: boolean;
   introspection: boolean;
   endSession: boolean;
+  backchannelLogout: boolean;
   idTokenAlgs: string[];
   scopes: string[];
   claims: string[];
@@ -28,6 +29,11 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
   if (caps.revocation) m.revocation_endpoint = `${i}/revoke`;
   if (caps.introspection) m.introspection_endpoint = `${i}/introspect`;
   if (caps.endSession) m.end_session_endpoint = `${i}/logout`;
+  if (caps.backchannelLogout) {
+    // OIDC Back-Channel Logout 1.0 §2.1: logout tokens carry sid when the session is known
+    m.backchannel_logout_supported = true;
+    m.backchannel_logout_session_supported = true;
+  }
   m.scopes_supported = caps.scopes;
   m.response_types_supported = caps.authorization ? ['code'] : [];
   if (caps.authorization) {
