@@ -35,7 +35,7 @@ export class LogoutRp {
   readonly duplicates: string[] = [];
   private readonly seen = new Set<string>();
   private readonly regs = new Map<string, Registration>();
-  private hanging: Array<() => void> = [];
+  private readonly hanging = new Set<() => void>();
   private constructor(
     private readonly server: http.Server,
     readonly origin: string,
@@ -51,7 +51,10 @@ export class LogoutRp {
         void rp.handle(req, Buffer.concat(chunks).toString('utf8'), issuer, jwks, opts.now).then(
           (status) => {
             if (status === 'hang') {
-              rp.hanging.push(() => res.writeHead(200).end());
+              const answer = () => res.writeHead(200).end();
+              rp.hanging.add(answer);
+              // only requests whose sender still waits count as held
+              res.on('close', () => rp.hanging.delete(answer));
               return;
             }
             res.writeHead(status, { 'content-type': 'text/plain' }).end('ok');
@@ -81,14 +84,16 @@ export class LogoutRp {
     r.requests = 0;
   }
 
-  /** Requests held open right now ('hang'). */
+  /** Requests held open right now ('hang') whose sender is still connected. */
   get held(): number {
-    return this.hanging.length;
+    return this.hanging.size;
   }
 
   /** Answer every held request with 200 (its sender may have died meanwhile). */
   releaseHeld(): void {
-    for (const answer of this.hanging.splice(0)) {
+    const held = [...this.hanging];
+    this.hanging.clear();
+    for (const answer of held) {
       try {
         answer();
       } catch {
