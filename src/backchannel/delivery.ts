@@ -92,6 +92,8 @@ export class LogoutDelivery {
     void this.fill()
       .catch((err: Error) => {
         this.deps.log.warn({ err: err.message }, 'back-channel logout: claiming notices failed');
+        // the database may be away: try again at the next poll
+        this.arm(this.deps.config.backchannelPollSeconds * 1000);
       })
       .finally(() => {
         this.filling = false;
@@ -136,9 +138,13 @@ export class LogoutDelivery {
     if (this.stopped) return;
     const poll = this.deps.config.backchannelPollSeconds * 1000;
     const due = await nextDueAt(this.deps.dbh.db, this.saturated());
-    const wait = due ? Math.min(Math.max(due.getTime() - this.deps.clock.now(), MIN_WAIT_MS), poll) : poll;
+    this.arm(due ? Math.min(Math.max(due.getTime() - this.deps.clock.now(), MIN_WAIT_MS), poll) : poll);
+  }
+
+  private arm(waitMs: number): void {
+    if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.kick(), wait);
+    this.timer = setTimeout(() => this.kick(), waitMs);
     this.timer.unref();
   }
 
