@@ -18,6 +18,7 @@ import { fmt, median, medianOf, type RunResult } from './lib/stats.js';
 import { clientCredentialsWorkload, discovery, introspection, jwks, tokenKind, userinfo } from './workloads/stateless.js';
 import { authcodeSession, KEYCLOAK_LOGINS_PER_VCPU, passwordLogin, refreshWorkload } from './workloads/stateful.js';
 import { measurePropagation, type PropagationResult } from './workloads/revocation.js';
+import { backchannelSection, measureBackchannelLogout, type BackchannelResult } from './workloads/backchannel.js';
 import type { Prepared, Workload } from './workloads/types.js';
 import { DEFAULTS as SEED_DEFAULTS, seedLarge } from './seed-large.js';
 
@@ -237,6 +238,7 @@ interface Report {
   startup: { coldMs?: number; warmMs: number[]; replicaBMs?: number; peerMs?: number };
   rss: { latchkey?: number; peer?: number };
   propagation: (PropagationResult | { kind: string; na: string })[];
+  backchannel?: BackchannelResult | { na: string };
   large: { status: string; rows?: string; empty?: RunResult; seeded?: RunResult; runs?: RawRun[] };
   /** discovery and JWKS on a bare Fastify server (bench/reference.ts) against the peer */
   reference: Outcome[];
@@ -438,6 +440,10 @@ function renderReport(r: Report): string {
     '',
     propagationSection(r),
     '',
+    '## Back-Channel Logout delay',
+    '',
+    backchannelSection(r.backchannel),
+    '',
     '## Refresh cost as the tables grow',
     '',
     largeSection(r),
@@ -634,6 +640,19 @@ async function main(): Promise<void> {
         }
       }
       await b.stop();
+      log('bench: back-channel logout delay');
+      try {
+        const register = async (uri: string) => {
+          const c = await cli(e, ['clients', 'create', '--name', 'bench-bcl', '--redirect-uri', REDIRECT_URI, '--first-party', '--scopes', 'openid', '--id-token-alg', ID_TOKEN_ALG, '--backchannel-logout-uri', uri]);
+          return { id: String(c.client_id), secret: String(c.client_secret) };
+        };
+        const bc = await measureBackchannelLogout(latchkey, register, REVOCATIONS);
+        report.backchannel = bc;
+        log(`  back-channel logout: median ${fmt(bc.medianMs, 2)} ms, max ${fmt(bc.maxMs, 2)} ms over ${bc.n}`);
+      } catch (err) {
+        report.backchannel = { na: err instanceof NotAvailable ? err.message : `error: ${(err as Error).message}` };
+        log(`  back-channel logout: n/a (${report.backchannel.na})`);
+      }
     }
 
     if (args.large) await runLarge(report, latchkey, e, dbs);
@@ -650,7 +669,7 @@ async function main(): Promise<void> {
 
   const md = renderReport(report);
   fs.writeFileSync(outPath, md);
-  process.stdout.write(`\n${summaryTable(report)}\n\n${passwordSection(report)}\n\n${startupSection(report)}\n\nLatchkey RSS after the run: ${fmt(report.rss.latchkey)} MB\n\n${propagationSection(report)}\n\n${largeSection(report)}\n\nwritten: ${path.relative(ROOT, outPath)}\n`);
+  process.stdout.write(`\n${summaryTable(report)}\n\n${passwordSection(report)}\n\n${startupSection(report)}\n\nLatchkey RSS after the run: ${fmt(report.rss.latchkey)} MB\n\n${propagationSection(report)}\n\n${backchannelSection(report.backchannel)}\n\n${largeSection(report)}\n\nwritten: ${path.relative(ROOT, outPath)}\n`);
 }
 
 /** Refresh throughput on a database seeded with a large, mostly expired history vs. the bench's own. */

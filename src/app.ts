@@ -35,6 +35,7 @@ import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
 import { StatusLists } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
+import { LogoutDelivery } from './backchannel/delivery.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -69,6 +70,7 @@ export function capabilities(rt: Runtime): Capabilities {
     introspection: true,
     endSession: true,
     statusLists: true,
+    backchannelLogout: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
     scopes: ['openid', 'profile', 'email', 'offline_access'],
     claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
@@ -130,6 +132,9 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   app.addHook('onClose', async () => statusLists.stop());
   const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
   app.addHook('onClose', async () => stopPruning());
+  const delivery = new LogoutDelivery({ dbh: rt.dbh, clock: rt.clock, config, keystore: rt.keystore, clients, log: app.log });
+  await delivery.start();
+  app.addHook('onClose', async () => delivery.stop());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {

@@ -51,6 +51,12 @@ export interface Config {
   /** Hot statements as named prepared statements (off behind a pooler that cannot keep them). */
   pgPreparedStatements: boolean;
   pruneIntervalSeconds: number;
+  /** Back-Channel Logout: how long an undeliverable notice is retried before it is marked failed. */
+  backchannelRetryHours: number;
+  /** Back-Channel Logout: deliveries in flight at once on one replica. */
+  backchannelConcurrency: number;
+  /** Back-Channel Logout: the safety-net poll of the outbox (a NOTIFY wakes delivery at once). */
+  backchannelPollSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -185,5 +191,8 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
     pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),
     pruneIntervalSeconds: int(env, 'PRUNE_INTERVAL_SECONDS', 60, 1, day),
+    backchannelRetryHours: int(env, 'BACKCHANNEL_RETRY_HOURS', 24, 1, 720),
+    backchannelConcurrency: int(env, 'BACKCHANNEL_CONCURRENCY', 16, 1, 256),
+    backchannelPollSeconds: int(env, 'BACKCHANNEL_POLL_SECONDS', 5, 1, 3600),
   };
 }

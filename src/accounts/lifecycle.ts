@@ -4,7 +4,8 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import { endUserSessions } from '../store/login-sessions.js';
-import { clientDenyKey, denylist, revokeFamiliesWhere } from '../store/refresh-families.js';
+import { clientDenyKey, denylist, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
+import { queueFamilyLogout, queueUserLogout } from '../store/logout-outbox.js';
 import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
 
@@ -14,6 +15,8 @@ export interface EndedAccess {
 }
 
 async function endAllAccess(db: Kysely<Database>, userId: string, reason: string, at: Date): Promise<EndedAccess> {
+  // Back-Channel Logout notices first: they are found among the families and sessions still live
+  await queueUserLogout(db, userId, reason, at);
   const families = await revokeFamiliesWhere(db, { userId }, reason, at);
   const sessions = await endUserSessions(db, userId, at);
   return { families_revoked: families, sessions_ended: sessions };
@@ -51,7 +54,18 @@ export function removeUser(db: Kysely<Database>, userId: string, at: Date): Prom
 }
 
 export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
-  return db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at));
+  return db.transaction().execute(async (trx) => {
+    await queueFamilyLogout(trx, { clientId }, 'client_revoked', at);
+    return revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at);
+  });
+}
+
+/** An admin revokes one family (a "session" in the admin API and CLI); false when it already was. */
+export function revokeSession(db: Kysely<Database>, familyId: string, at: Date): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    await queueFamilyLogout(trx, { familyIds: [familyId] }, 'admin', at);
+    return revokeFamily(trx, familyId, 'admin', at);
+  });
 }
 
 /**

@@ -9,7 +9,9 @@ import type { Database } from '../db/types.js';
 import { migrate } from '../db/migrator.js';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, type PasswordHasher } from '../accounts/passwords.js';
 import { findUserByIdOrEmail, insertUser, isValidEmail, listUsers, publicUser, setUserDisabled } from '../store/users.js';
-import { findClient, insertClient, listClients, publicClient } from '../store/clients.js';
+import { findClient, insertClient, listClients, publicClient, updateClient, type ClientChanges } from '../store/clients.js';
+import { backchannelLogoutUriProblem } from '../protocol/backchannel-logout-uri.js';
+import { listNotices } from '../store/logout-outbox.js';
 import { redirectUriProblem } from '../protocol/redirect-uri.js';
 import { digest, randomToken } from '../tokens/opaque.js';
 import { generateKekBase64, type Kek } from '../keys/kek.js';
@@ -19,8 +21,8 @@ import { SUPPORTED_ALGS } from '../config.js';
 import { ClientJwksError, readClientJwks } from '../protocol/client-jwks.js';
 import { keysCommands } from './keys-commands.js';
 import { CLIENTS_CHANNEL } from '../store/client-cache.js';
-import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser, revokeClientFamilies } from '../accounts/lifecycle.js';
-import { listFamilies, revokeFamily } from '../store/refresh-families.js';
+import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser, revokeClientFamilies, revokeSession } from '../accounts/lifecycle.js';
+import { listFamilies } from '../store/refresh-families.js';
 import { listAudit, recordAudit } from '../store/audit.js';
 import { isUuid } from '../store/users.js';
 
@@ -120,6 +122,23 @@ export function validateAbsoluteUri(value: string, what: string): string {
   }
   if (value.includes('#') || !u.protocol) throw new CliError(`${what} must not contain a fragment: ${value}`);
   return value;
+}
+
+function redirectUris(v: Values[string], option: string): string[] {
+  const uris = list(v);
+  for (const u of uris) {
+    const problem = redirectUriProblem(u);
+    if (problem) throw new CliError(`--${option} ${u}: ${problem}`);
+  }
+  return [...new Set(uris)];
+}
+
+function backchannelLogoutUri(v: Values[string]): string | undefined {
+  const uri = str(v);
+  if (uri === undefined) return undefined;
+  const problem = backchannelLogoutUriProblem(uri);
+  if (problem) throw new CliError(`--backchannel-logout-uri ${uri}: ${problem}`);
+  return uri;
 }
 
 export const commands: Record<string, Command> = {
@@ -262,7 +281,7 @@ export const commands: Record<string, Command> = {
         const id = str(v.family)!;
         const fam = isUuid(id) ? await ctx.db.selectFrom('refresh_families').select(['id', 'user_id', 'client_id']).where('id', '=', id).executeTakeFirst() : undefined;
         if (!fam) throw new CliError(`no such session: ${id}`);
-        const revoked = await ctx.db.transaction().execute((trx) => revokeFamily(trx, fam.id, 'admin', now));
+        const revoked = await revokeSession(ctx.db, fam.id, now);
         await recordAudit(ctx.db, now, { type: 'admin.session_revoked', actor: 'cli', userId: fam.user_id, clientId: fam.client_id, details: { family_id: fam.id } });
         return { family: fam.id, revoked: true, already_revoked: !revoked };
       }
@@ -302,7 +321,7 @@ export const commands: Record<string, Command> = {
 
   'clients create': {
     usage:
-      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--admin]',
+      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -318,10 +337,14 @@ export const commands: Record<string, Command> = {
       'pkce-optional': { type: 'boolean' },
       admin: { type: 'boolean' },
       'refresh-without-offline': { type: 'boolean' },
+      'backchannel-logout-uri': { type: 'string' },
+      'backchannel-logout-session-required': { type: 'boolean' },
     },
     needsDb: true,
     async run(c, v) {
       const ctx = need(c);
+      const bclUri = backchannelLogoutUri(v['backchannel-logout-uri']);
+      if (v['backchannel-logout-session-required'] && bclUri === undefined) throw new CliError('--backchannel-logout-session-required goes with --backchannel-logout-uri');
       const name = str(v.name)?.trim();
       if (!name) throw new CliError('--name is required');
       if (name.length > 200) throw new CliError('--name must be at most 200 characters');
@@ -390,6 +413,8 @@ export const commands: Record<string, Command> = {
           requirePkce: !v['pkce-optional'],
           isAdmin,
           refreshWithoutOffline: Boolean(v['refresh-without-offline']),
+          backchannelLogoutUri: bclUri ?? null,
+          backchannelLogoutSessionRequired: Boolean(v['backchannel-logout-session-required']),
         },
         new Date(ctx.clock.now()),
       );
@@ -404,6 +429,73 @@ export const commands: Record<string, Command> = {
     needsDb: true,
     async run(ctx) {
       return (await listClients(need(ctx).db)).map(publicClient);
+    },
+  },
+
+  'clients update': {
+    usage:
+      'latchkey clients update <client_id> [--name N] [--redirect-uri U]… [--post-logout-redirect-uri U]… [--no-post-logout-redirect-uris] [--backchannel-logout-uri U | --no-backchannel-logout-uri] [--backchannel-logout-session-required | --no-backchannel-logout-session-required]',
+    options: {
+      name: { type: 'string' },
+      'redirect-uri': { type: 'string', multiple: true },
+      'post-logout-redirect-uri': { type: 'string', multiple: true },
+      'no-post-logout-redirect-uris': { type: 'boolean' },
+      'backchannel-logout-uri': { type: 'string' },
+      'no-backchannel-logout-uri': { type: 'boolean' },
+      'backchannel-logout-session-required': { type: 'boolean' },
+      'no-backchannel-logout-session-required': { type: 'boolean' },
+    },
+    positionals: 1,
+    needsDb: true,
+    async run(c, v, p) {
+      const ctx = need(c);
+      const id = p[0]!;
+      const client = await findClient(ctx.db, id);
+      if (!client) throw new CliError(`no such client: ${id}`);
+      const changes: ClientChanges = {};
+      if (v.name !== undefined) {
+        const name = str(v.name)!.trim();
+        if (!name) throw new CliError('--name must not be empty');
+        if (name.length > 200) throw new CliError('--name must be at most 200 characters');
+        changes.name = name;
+      }
+      // a list option replaces the registered list
+      if (v['redirect-uri'] !== undefined) changes.redirectUris = redirectUris(v['redirect-uri'], 'redirect-uri');
+      if (v['post-logout-redirect-uri'] !== undefined && v['no-post-logout-redirect-uris']) throw new CliError('give --post-logout-redirect-uri or --no-post-logout-redirect-uris, not both');
+      if (v['post-logout-redirect-uri'] !== undefined) changes.postLogoutRedirectUris = redirectUris(v['post-logout-redirect-uri'], 'post-logout-redirect-uri');
+      if (v['no-post-logout-redirect-uris']) changes.postLogoutRedirectUris = [];
+      if (v['backchannel-logout-uri'] !== undefined && v['no-backchannel-logout-uri']) throw new CliError('give --backchannel-logout-uri or --no-backchannel-logout-uri, not both');
+      if (v['backchannel-logout-uri'] !== undefined) changes.backchannelLogoutUri = backchannelLogoutUri(v['backchannel-logout-uri'])!;
+      if (v['no-backchannel-logout-uri']) changes.backchannelLogoutUri = null;
+      if (v['backchannel-logout-session-required'] && v['no-backchannel-logout-session-required']) throw new CliError('give --backchannel-logout-session-required or --no-backchannel-logout-session-required, not both');
+      if (v['backchannel-logout-session-required']) changes.backchannelLogoutSessionRequired = true;
+      if (v['no-backchannel-logout-session-required'] || changes.backchannelLogoutUri === null) changes.backchannelLogoutSessionRequired = false;
+      if (Object.keys(changes).length === 0) throw new CliError('nothing to change (see the usage: latchkey help)');
+      // the same rules as create
+      const redirects = changes.redirectUris ?? client.redirectUris;
+      if (client.grantTypes.includes('authorization_code') && redirects.length === 0) throw new CliError('--redirect-uri is required for the authorization_code grant');
+      const uri = changes.backchannelLogoutUri !== undefined ? changes.backchannelLogoutUri : client.backchannelLogoutUri;
+      if (changes.backchannelLogoutSessionRequired && !uri) throw new CliError('--backchannel-logout-session-required goes with a --backchannel-logout-uri');
+      const now = new Date(ctx.clock.now());
+      const updated = await updateClient(ctx.db, id, changes, now);
+      if (!updated) throw new CliError(`no such client: ${id}`);
+      await ctx.notify(CLIENTS_CHANNEL, id);
+      await recordAudit(ctx.db, now, { type: 'admin.client_updated', actor: 'cli', clientId: id, details: { changed: Object.keys(changes) } });
+      return publicClient(updated);
+    },
+  },
+
+  'logout-notices list': {
+    usage: 'latchkey logout-notices list [--failed | --pending | --delivered] [--client <client_id>] [--limit N]',
+    options: { failed: { type: 'boolean' }, pending: { type: 'boolean' }, delivered: { type: 'boolean' }, client: { type: 'string' }, limit: { type: 'string' } },
+    needsDb: true,
+    async run(c, v) {
+      const ctx = need(c);
+      const statuses = (['failed', 'pending', 'delivered'] as const).filter((s) => v[s]);
+      if (statuses.length > 1) throw new CliError('give at most one of --failed, --pending, --delivered');
+      const limitRaw = str(v.limit);
+      if (limitRaw !== undefined && !/^\d{1,4}$/.test(limitRaw)) throw new CliError('--limit must be a number up to 9999');
+      return listNotices(ctx.db, { status: statuses[0], clientId: str(v.client), limit: limitRaw ? Number(limitRaw) : 100 });
     },
   },
 
@@ -426,7 +518,7 @@ export const commands: Record<string, Command> = {
 
 Object.assign(commands, keysCommands);
 
-const GROUPS = ['users', 'clients', 'kek', 'keys', 'sessions'];
+const GROUPS = ['users', 'clients', 'kek', 'keys', 'sessions', 'logout-notices'];
 
 /** Which command an argv names, and the rest of it. */
 export function resolveCommand(argv: string[]): { name: string; command: Command; rest: string[] } | undefined {

@@ -36,6 +36,8 @@ export interface ClientsTable {
   refresh_without_offline: Generated<boolean>;
   /** The status-list index (bigint, as text) of the client's client_credentials tokens. */
   cc_status_idx: Generated<string>;
+  backchannel_logout_uri: ColumnType<string | null, string | null | undefined, string | null>;
+  backchannel_logout_session_required: Generated<boolean>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -157,6 +159,23 @@ export interface DenylistTable {
   status_idx: ColumnType<string | null, string | number | null | undefined, never>;
 }
 
+export interface LogoutNoticesTable {
+  id: Generated<string>;
+  jti: string;
+  client_id: string;
+  sub: string | null;
+  sid: string | null;
+  event: string;
+  created_at: Timestamp;
+  next_attempt_at: Timestamp;
+  claim: ColumnType<string | null, string | null | undefined, string | null>;
+  attempts: Generated<number>;
+  last_attempt_at: NullableTs;
+  last_error: ColumnType<string | null, string | null | undefined, string | null>;
+  delivered_at: NullableTs;
+  failed_at: NullableTs;
+}
+
 export interface Database {
   refresh_families: RefreshFamiliesTable;
   refresh_tokens: RefreshTokensTable;
@@ -170,6 +189,7 @@ export interface Database {
   clients: ClientsTable;
   signing_keys: SigningKeysTable;
   server_secrets: ServerSecretsTable;
+  logout_notices: LogoutNoticesTable;
 }
 
 export type User = Selectable<UsersTable>;

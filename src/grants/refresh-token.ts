@@ -8,6 +8,7 @@ import { parseScope } from '../protocol/scopes.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
 import { insertRefreshToken, revokeFamily } from '../store/refresh-families.js';
+import { queueFamilyLogout } from '../store/logout-outbox.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { digest } from '../tokens/opaque.js';
@@ -119,6 +120,7 @@ export const refreshTokenGrant: Grant = {
         const grace = rt.config.refreshReuseGraceSeconds * 1000;
         const withinGrace = grace > 0 && now.getTime() - token.consumed_at.getTime() <= grace;
         if (withinGrace) return { reuse: { familyId: family.id, userId: family.user_id, revoked: false } };
+        await queueFamilyLogout(trx, { familyIds: [family.id] }, 'refresh_reuse', now);
         await revokeFamily(trx, family.id, 'refresh_reuse', now);
         return { reuse: { familyId: family.id, userId: family.user_id, revoked: true } };
       }

@@ -23,6 +23,10 @@ export interface Client {
   refreshWithoutOffline: boolean;
   /** The status-list index of the client's current client_credentials tokens. */
   ccStatusIdx: string;
+  /** OIDC Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed; null = none. */
+  backchannelLogoutUri: string | null;
+  /** The logout token must carry `sid` (§2.2 backchannel_logout_session_required). */
+  backchannelLogoutSessionRequired: boolean;
 }
 
 export function toClient(row: ClientRow): Client {
@@ -45,6 +49,8 @@ export function toClient(row: ClientRow): Client {
     isAdmin: row.is_admin,
     refreshWithoutOffline: row.refresh_without_offline,
     ccStatusIdx: row.cc_status_idx,
+    backchannelLogoutUri: row.backchannel_logout_uri,
+    backchannelLogoutSessionRequired: row.backchannel_logout_session_required,
   };
 }
 
@@ -65,6 +71,8 @@ export interface NewClient {
   requirePkce?: boolean;
   isAdmin?: boolean;
   refreshWithoutOffline?: boolean;
+  backchannelLogoutUri?: string | null;
+  backchannelLogoutSessionRequired?: boolean;
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -87,6 +95,8 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       require_pkce: c.requirePkce ?? true,
       is_admin: c.isAdmin ?? false,
       refresh_without_offline: c.refreshWithoutOffline ?? false,
+      backchannel_logout_uri: c.backchannelLogoutUri ?? null,
+      backchannel_logout_session_required: c.backchannelLogoutSessionRequired ?? false,
       created_at: at,
       updated_at: at,
     })
@@ -102,6 +112,32 @@ export async function findClient(db: Kysely<Database>, clientId: string): Promis
 
 export async function listClients(db: Kysely<Database>): Promise<Client[]> {
   return (await db.selectFrom('clients').selectAll().orderBy('created_at').execute()).map(toClient);
+}
+
+/** What `clients update` may change. */
+export interface ClientChanges {
+  name?: string;
+  redirectUris?: string[];
+  postLogoutRedirectUris?: string[];
+  backchannelLogoutUri?: string | null;
+  backchannelLogoutSessionRequired?: boolean;
+}
+
+export async function updateClient(db: Kysely<Database>, clientId: string, c: ClientChanges, at: Date): Promise<Client | undefined> {
+  const row = await db
+    .updateTable('clients')
+    .set({
+      ...(c.name !== undefined ? { name: c.name } : {}),
+      ...(c.redirectUris !== undefined ? { redirect_uris: JSON.stringify(c.redirectUris) } : {}),
+      ...(c.postLogoutRedirectUris !== undefined ? { post_logout_redirect_uris: JSON.stringify(c.postLogoutRedirectUris) } : {}),
+      ...(c.backchannelLogoutUri !== undefined ? { backchannel_logout_uri: c.backchannelLogoutUri } : {}),
+      ...(c.backchannelLogoutSessionRequired !== undefined ? { backchannel_logout_session_required: c.backchannelLogoutSessionRequired } : {}),
+      updated_at: at,
+    })
+    .where('client_id', '=', clientId)
+    .returningAll()
+    .executeTakeFirst();
+  return row && toClient(row);
 }
 
 export async function deleteClient(db: Kysely<Database>, clientId: string): Promise<boolean> {
@@ -126,6 +162,8 @@ export function publicClient(c: Client): Record<string, unknown> {
     require_pkce: c.requirePkce,
     admin: c.isAdmin,
     refresh_without_offline: c.refreshWithoutOffline,
+    backchannel_logout_uri: c.backchannelLogoutUri,
+    backchannel_logout_session_required: c.backchannelLogoutSessionRequired,
     jwks_kids: c.jwks ? c.jwks.keys.map((k) => k.kid ?? null) : [],
     created_at: c.createdAt.toISOString(),
   };

@@ -6,9 +6,11 @@ import { InsufficientScope, InvalidRequest, InvalidToken, NotFound, OAuthError }
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { ADMIN_SCOPE } from '../../protocol/scopes.js';
 import { findUserByIdOrEmail, isUuid, publicUser } from '../../store/users.js';
-import { listFamilies, revokeFamily } from '../../store/refresh-families.js';
+import { listFamilies } from '../../store/refresh-families.js';
 import { listAudit } from '../../store/audit.js';
-import { changePassword, disableUser, enableUser, logoutEverywhere, revokeClientFamilies } from '../../accounts/lifecycle.js';
+import { findClient, listClients, publicClient } from '../../store/clients.js';
+import { listNotices } from '../../store/logout-outbox.js';
+import { changePassword, disableUser, enableUser, logoutEverywhere, revokeClientFamilies, revokeSession } from '../../accounts/lifecycle.js';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { bearerToken, type AccessTokenGuard } from './userinfo.js';
 import { KeyLifecycleError, listKeys, revokeKey, rotateKeys } from '../../keys/rotation.js';
@@ -29,6 +31,11 @@ const AuditQuery = Type.Object({
   type: Type.Optional(Type.String({ maxLength: 100 })),
   since: Type.Optional(Type.String({ maxLength: 40 })),
   until: Type.Optional(Type.String({ maxLength: 40 })),
+  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
+});
+const NoticesQuery = Type.Object({
+  status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('delivered'), Type.Literal('failed')])),
+  client_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
 });
 const PasswordBody = Type.Object({ password: Type.String({ minLength: MIN_PASSWORD_LENGTH, maxLength: MAX_PASSWORD_LENGTH }) }, { additionalProperties: false });
@@ -84,7 +91,7 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
     admin.delete<{ Params: { family: string } }>('/sessions/:family', { schema: { params: FamilyParams }, config: { renderError } }, async (req) => {
       const fam = await svc.rt.db.selectFrom('refresh_families').select(['id', 'user_id', 'client_id']).where('id', '=', req.params.family).executeTakeFirst();
       if (!fam) throw new NotFound('no such session');
-      const revoked = await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, fam.id, 'admin', svc.now()));
+      const revoked = await revokeSession(svc.rt.db, fam.id, svc.now());
       await svc.denylist.sync();
       await svc.audit(req, { type: 'admin.session_revoked', actor: actor(req), userId: fam.user_id, clientId: fam.client_id, details: { family_id: fam.id } });
       return { id: fam.id, revoked: true, already_revoked: !revoked };
@@ -182,6 +189,20 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
         const out = await keyChange(() => revokeKey(keyDeps(), req.params.kid, { actor: actor(req), ip: req.ip, reason: req.body?.reason }));
         return out;
       },
+    );
+
+    admin.get('/clients', { config: { renderError } }, async () => ({ clients: (await listClients(svc.rt.db)).map(publicClient) }));
+    admin.get<{ Params: { client_id: string } }>('/clients/:client_id', { schema: { params: ClientParams }, config: { renderError } }, async (req) => {
+      const client = await findClient(svc.rt.db, req.params.client_id);
+      if (!client) throw new NotFound('no such client');
+      return publicClient(client);
+    });
+
+    // the Back-Channel Logout outbox, as `latchkey logout-notices list`
+    admin.get<{ Querystring: { status?: 'pending' | 'delivered' | 'failed'; client_id?: string; limit?: string } }>(
+      '/logout-notices',
+      { schema: { querystring: NoticesQuery }, config: { renderError } },
+      async (req) => ({ notices: await listNotices(svc.rt.db, { status: req.query.status, clientId: req.query.client_id, limit: req.query.limit ? Number(req.query.limit) : 100 }) }),
     );
 
     admin.get<{ Querystring: { user?: string; type?: string; since?: string; until?: string; limit?: string } }>(

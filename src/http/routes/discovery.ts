@@ -11,6 +11,7 @@ export interface Capabilities {
   introspection: boolean;
   endSession: boolean;
   statusLists: boolean;
+  backchannelLogout: boolean;
   idTokenAlgs: string[];
   scopes: string[];
   claims: string[];
@@ -31,6 +32,11 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
   if (caps.endSession) m.end_session_endpoint = `${i}/logout`;
   // draft-ietf-oauth-status-list §9: where the current list URIs are listed
   if (caps.statusLists) m.status_list_aggregation_endpoint = `${i}/statuslists`;
+  if (caps.backchannelLogout) {
+    // OIDC Back-Channel Logout 1.0 §2.1: logout tokens carry sid when the session is known
+    m.backchannel_logout_supported = true;
+    m.backchannel_logout_session_supported = true;
+  }
   m.scopes_supported = caps.scopes;
   m.response_types_supported = caps.authorization ? ['code'] : [];
   if (caps.authorization) {

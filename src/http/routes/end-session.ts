@@ -8,6 +8,7 @@ import { Type } from 'typebox';
 import { endSessionByCookie } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
 import { revokeFamiliesWhere } from '../../store/refresh-families.js';
+import { queueSessionLogout } from '../../store/logout-outbox.js';
 import { buildRedirect } from '../../protocol/authorization-request.js';
 import { clearCookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
 import { errorPage, loggedOutPage, logoutConfirmPage } from '../views/pages.js';
@@ -55,6 +56,7 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
     const now = svc.now();
     const result = await svc.rt.db.transaction().execute(async (trx) => {
       const sid = await endSessionByCookie(trx, cookie, now);
+      if (sid) await queueSessionLogout(trx, sid, 'logout', now);
       const families = sid ? await revokeFamiliesWhere(trx, { sessionSid: sid, onlyOnline: true }, 'logout', now) : 0;
       return { sid, families };
     });
