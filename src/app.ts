@@ -1,5 +1,6 @@
 // buildApp: the Fastify application as a plugin tree over a Runtime. Tests call it and use
 // `app.inject` without opening a port; server.ts listens.
+import { sql } from 'kysely';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
@@ -33,6 +34,7 @@ import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
+import { DbHealth } from './db/health.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -95,18 +97,31 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 
-  registerErrorHandling(app);
+  // since when this replica's database has been unreachable, and what may answer meanwhile
+  const health = new DbHealth({ clock: rt.clock, graceSeconds: config.dbOutageGraceSeconds, probe: () => sql`SELECT 1`.execute(rt.db), log: app.log, backend: rt.dbh.kind });
+  const unwatch = rt.dbh.watchNotifications((up) => (up ? health.listenBack() : health.listenLost()));
+  app.addHook('onClose', async () => {
+    unwatch();
+    health.stop();
+  });
+  // past the grace, the static documents go through Fastify too, which refuses them
+  statics.available = () => !health.pastGrace();
+  registerErrorHandling(app, { config, health });
+  // a background read that found the database away has told the outage state; nothing else to log
+  const quietOutage = (what: string) => (err: Error) => {
+    if (!health.reportFailure(err)) app.log.warn({ err: err.message }, what);
+  };
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
   registerSecurityHeaders(app, { https: config.issuerIsHttps });
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
-  const stopClients = await clients.start(rt.dbh);
+  const stopClients = await clients.start(rt.dbh, health);
   const users = new UserCache(rt.db, rt.clock);
-  const stopUsers = await users.start(rt.dbh);
+  const stopUsers = await users.start(rt.dbh, health);
   const sessions = new SessionCache(rt.dbh, rt.clock);
-  const stopSessions = await sessions.start(rt.dbh);
+  const stopSessions = await sessions.start(rt.dbh, health);
   const stopKeys = await startKeyMaintenance(rt, app.log);
   app.addHook('onClose', async () => {
     await stopKeys();
@@ -114,10 +129,10 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
     await stopUsers();
     await stopSessions();
   });
-  const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
+  const denylist = new DenylistView(rt.db, rt.clock, { onError: quietOutage('denylist sync failed'), health });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
-  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
+  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, quietOutage('pruning failed'));
   app.addHook('onClose', async () => stopPruning());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {
@@ -128,7 +143,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   };
 
   statics.attach(app); // before the routes: it collects those with config.staticVersion
-  registerHealth(app, rt);
+  registerHealth(app, rt, health);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));
   registerAuthorize(app, svc);
@@ -139,6 +154,6 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerIntrospection(app, svc, guard);
   registerEndSession(app, svc);
   registerAdmin(app, svc, guard);
-  app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
+  app.get('/assets/latchkey.css', { config: { duringOutage: true } }, async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
   return app;
 }

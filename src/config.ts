@@ -49,6 +49,8 @@ export interface Config {
   /** Hot statements as named prepared statements (off behind a pooler that cannot keep them). */
   pgPreparedStatements: boolean;
   pruneIntervalSeconds: number;
+  /** How long the stateless paths answer from memory while the database is unreachable (0: never). */
+  dbOutageGraceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -181,5 +183,6 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
     pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),
     pruneIntervalSeconds: int(env, 'PRUNE_INTERVAL_SECONDS', 60, 1, day),
+    dbOutageGraceSeconds: int(env, 'DB_OUTAGE_GRACE_SECONDS', 30, 0, 3600),
   };
 }
