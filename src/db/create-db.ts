@@ -103,6 +103,10 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
   };
   // an idle client losing its connection must never crash the process
   pool.on('error', report);
+  // nor a checked-out one, which emits 'error' too when its connection breaks (between the
+  // statements of a transaction, or as one is written): the statement in flight fails with it
+  // and the pool drops the client when it is released, so there is nothing more to do here
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const statementIds = new Map<string, string>();
   let closed = false;
