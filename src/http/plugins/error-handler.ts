@@ -69,8 +69,10 @@ export interface ErrorHandlingOptions {
 }
 
 export function registerErrorHandling(app: FastifyInstance, { config, health }: ErrorHandlingOptions): void {
-  app.addHook('onRequest', async (req) => {
-    if (health.pastGrace() && !req.routeOptions.config?.duringOutage) throw new DatabaseUnavailable('the database has been unreachable for longer than the outage grace');
+  // a callback hook, not an async one: it runs on every request
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (health.pastGrace() && !req.routeOptions.config?.duringOutage) return done(new DatabaseUnavailable('the database has been unreachable for longer than the outage grace'));
+    done();
   });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
