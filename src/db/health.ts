@@ -192,7 +192,7 @@ export class DbHealth {
         (err: unknown) => {
           // an error that is not an outage error still means no answer: keep probing
           this.#fail(databaseUnavailableReason(err) ?? { kind: 'outage', message: String((err as Error)?.message ?? err).split('\n')[0]! });
-          this.#timer = setTimeout(attempt, this.opts.probeIntervalMs ?? 250);
+          this.#timer = setTimeout(attempt, this.opts.probeIntervalMs ?? 100);
           this.#timer.unref();
         },
       );

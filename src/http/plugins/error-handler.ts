@@ -77,7 +77,8 @@ export function registerErrorHandling(app: FastifyInstance, { config, health }: 
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     if (isDatabaseUnavailable(error)) {
-      health.reportFailure(error);
+      // our own refusals (the gate, the caches) follow from what the outage state already knows
+      if (!(error instanceof DatabaseUnavailable)) health.reportFailure(error);
       health.noteRefused();
       return sendUnavailable(req, reply, config);
     }
