@@ -1,5 +1,6 @@
 // buildApp: the Fastify application as a plugin tree over a Runtime. Tests call it and use
 // `app.inject` without opening a port; server.ts listens.
+import { sql } from 'kysely';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
@@ -36,6 +37,7 @@ import { StaticResponses } from './http/static-responses.js';
 import { StatusLists } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
 import { LogoutDelivery } from './backchannel/delivery.js';
+import { DbHealth } from './db/health.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -100,18 +102,31 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 
-  registerErrorHandling(app);
+  // since when this replica's database has been unreachable, and what may answer meanwhile
+  const health = new DbHealth({ clock: rt.clock, graceSeconds: config.dbOutageGraceSeconds, probe: () => sql`SELECT 1`.execute(rt.db), log: app.log, backend: rt.dbh.kind });
+  const unwatch = rt.dbh.watchNotifications((up) => (up ? health.listenBack() : health.listenLost()));
+  app.addHook('onClose', async () => {
+    unwatch();
+    health.stop();
+  });
+  // past the grace, the static documents go through Fastify too, which refuses them
+  statics.available = () => !health.pastGrace();
+  registerErrorHandling(app, { config, health });
+  // a background read that found the database away has told the outage state; nothing else to log
+  const quietOutage = (what: string) => (err: Error) => {
+    if (!health.reportFailure(err)) app.log.warn({ err: err.message }, what);
+  };
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
   registerSecurityHeaders(app, { https: config.issuerIsHttps });
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
-  const stopClients = await clients.start(rt.dbh);
+  const stopClients = await clients.start(rt.dbh, health);
   const users = new UserCache(rt.db, rt.clock);
-  const stopUsers = await users.start(rt.dbh);
+  const stopUsers = await users.start(rt.dbh, health);
   const sessions = new SessionCache(rt.dbh, rt.clock);
-  const stopSessions = await sessions.start(rt.dbh);
+  const stopSessions = await sessions.start(rt.dbh, health);
   const stopKeys = await startKeyMaintenance(rt, app.log);
   app.addHook('onClose', async () => {
     await stopKeys();
@@ -119,18 +134,18 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
     await stopUsers();
     await stopSessions();
   });
-  const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
+  const denylist = new DenylistView(rt.db, rt.clock, { onError: quietOutage('denylist sync failed'), health });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
   const statusLists = new StatusLists(rt.db, rt.keystore, rt.clock, {
     issuer: config.issuer,
     alg: config.signingAlg,
     ttl: config.statusListTtl,
-    onError: (err) => app.log.warn({ err: err.message }, 'status list refresh failed'),
+    onError: quietOutage('status list refresh failed'),
   });
   await statusLists.start(rt.dbh);
   app.addHook('onClose', async () => statusLists.stop());
-  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
+  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, quietOutage('pruning failed'));
   app.addHook('onClose', async () => stopPruning());
   const delivery = new LogoutDelivery({ dbh: rt.dbh, clock: rt.clock, config, keystore: rt.keystore, clients, log: app.log });
   await delivery.start();
@@ -144,7 +159,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   };
 
   statics.attach(app); // before the routes: it collects those with config.staticVersion
-  registerHealth(app, rt);
+  registerHealth(app, rt, health);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));
   registerAuthorize(app, svc);
@@ -156,6 +171,6 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerEndSession(app, svc);
   registerStatusLists(app, statusLists, config.issuer, config.statusListTtl);
   registerAdmin(app, svc, guard);
-  app.get('/assets/latchkey.css', async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
+  app.get('/assets/latchkey.css', { config: { duringOutage: true } }, async (_req, reply) => reply.header('cache-control', 'public, max-age=86400').type('text/css; charset=utf-8').send(STYLESHEET));
   return app;
 }

@@ -57,6 +57,8 @@ export interface Config {
   backchannelConcurrency: number;
   /** Back-Channel Logout: the safety-net poll of the outbox (a NOTIFY wakes delivery at once). */
   backchannelPollSeconds: number;
+  /** How long the stateless paths answer from memory while the database is unreachable (0: never). */
+  dbOutageGraceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -194,5 +196,6 @@ export function loadConfig(env: Env = process.env): Config {
     backchannelRetryHours: int(env, 'BACKCHANNEL_RETRY_HOURS', 24, 1, 720),
     backchannelConcurrency: int(env, 'BACKCHANNEL_CONCURRENCY', 16, 1, 256),
     backchannelPollSeconds: int(env, 'BACKCHANNEL_POLL_SECONDS', 5, 1, 3600),
+    dbOutageGraceSeconds: int(env, 'DB_OUTAGE_GRACE_SECONDS', 30, 0, 3600),
   };
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Database } from './types.js';
+import { isDatabaseUnavailable } from './errors.js';
 
 export type DbKind = 'pglite' | 'postgres';
 
@@ -16,6 +17,11 @@ export interface DbHandle {
    */
   listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void, onDisconnect?: () => void): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Follow the notification connection: `up` is false when it is lost and true when it is back
+   * (src/db/health.ts). PGlite has none to lose. Returns the unsubscribe function.
+   */
+  watchNotifications(onChange: (up: boolean) => void): () => void;
   /**
    * Run one of the hot statements (token grants, /authorize) as a named prepared statement: on
    * Postgres each pooled connection parses and plans it once instead of on every request (planning
@@ -32,6 +38,7 @@ export interface CreateDbOptions {
   poolSize?: number;
   /** Named prepared statements for the hot statements (default true). */
   preparedStatements?: boolean;
+  /** Connection errors other than the database being away (those are the outage state's to log once: src/db/health.ts). */
   onError?: (err: Error) => void;
 }
 
@@ -68,6 +75,9 @@ async function createPglite(dir: string | undefined): Promise<DbHandle> {
     async notify(channel, payload) {
       await pglite.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
+    watchNotifications() {
+      return () => {};
+    },
     async prepared<R>(_name: string, query: CompiledQuery) {
       return (await db.executeQuery(query)).rows as R[];
     },
@@ -87,8 +97,16 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     keepAlive: true,
   };
   const pool = new pg.Pool({ ...base, max: opts.poolSize ?? 10, idleTimeoutMillis: 30000 });
+  // an outage reports itself once, through the outage state, rather than once per connection and retry
+  const report = (err: Error): void => {
+    if (!isDatabaseUnavailable(err)) opts.onError?.(err);
+  };
   // an idle client losing its connection must never crash the process
-  pool.on('error', (err) => opts.onError?.(err));
+  pool.on('error', report);
+  // nor a checked-out one, which emits 'error' too when its connection breaks (between the
+  // statements of a transaction, or as one is written): the statement in flight fails with it
+  // and the pool drops the client when it is released, so there is nothing more to do here
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const statementIds = new Map<string, string>();
   let closed = false;
@@ -102,6 +120,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     onDisconnect?: () => void;
   }
   const subscribers = new Set<Subscriber>();
+  const watchers = new Set<(up: boolean) => void>();
   const listening = new Set<string>();
   let listenClient: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
@@ -112,6 +131,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     if (closed) return;
     listenClient = undefined;
     listening.clear();
+    for (const w of watchers) w(false);
     for (const s of subscribers) s.onDisconnect?.();
     schedule();
   };
@@ -119,7 +139,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     connecting ??= (async () => {
       const c = new pg.Client(base);
       c.on('error', (err) => {
-        opts.onError?.(err);
+        report(err);
         if (listenClient === c) lost();
       });
       c.on('end', () => {
@@ -138,7 +158,10 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
         }
         listenClient = c;
         for (const ch of channels) listening.add(ch);
-        if (everConnected) for (const s of subscribers) s.onReconnect?.();
+        if (everConnected) {
+          for (const w of watchers) w(true);
+          for (const s of subscribers) s.onReconnect?.();
+        }
         everConnected = true;
         return c;
       } catch (err) {
@@ -155,7 +178,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     retry = setTimeout(() => {
       retry = undefined;
       connect().catch((err) => {
-        opts.onError?.(err as Error);
+        report(err as Error);
         schedule();
       });
     }, 500);
@@ -193,6 +216,10 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
     async notify(channel, payload) {
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
+    watchNotifications(onChange) {
+      watchers.add(onChange);
+      return () => watchers.delete(onChange);
+    },
     async prepared<R>(name: string, query: CompiledQuery) {
       if (opts.preparedStatements === false) return (await db.executeQuery(query)).rows as R[];
       // one statement name per distinct text, so that a caller whose SQL varies can never reuse a
@@ -210,6 +237,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
       closed = true;
       if (retry) clearTimeout(retry);
       subscribers.clear();
+      watchers.clear();
       const c = listenClient ?? (await connecting?.catch(() => undefined));
       listenClient = undefined;
       await c?.end().catch(() => {});

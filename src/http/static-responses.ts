@@ -68,6 +68,9 @@ export class StaticResponses {
   /** How many requests were answered from a snapshot (tests and diagnostics). */
   answered = 0;
 
+  /** While false, every request goes through Fastify, whose hooks may refuse it (a database outage past its grace). */
+  available: () => boolean = () => true;
+
   /**
    * Call before the routes are registered: GET routes with `config.staticVersion` are collected as
    * they are added. Answering starts at once (a request cannot arrive before the app listens);
@@ -96,7 +99,7 @@ export class StaticResponses {
 
   /** Answers `req` from its snapshot and returns true, or returns false for Fastify to answer. */
   answer(req: IncomingMessage, res: ServerResponse): boolean {
-    if (!this.#open || req.method !== 'GET' || req.headers['if-none-match'] !== undefined) return false;
+    if (!this.#open || req.method !== 'GET' || req.headers['if-none-match'] !== undefined || !this.available()) return false;
     const url = req.url as string;
     const versionOf = this.#sources.get(url);
     if (!versionOf) return false;

@@ -31,7 +31,7 @@ export async function startKeyMaintenance(rt: Runtime, log: FastifyBaseLogger): 
     KEYS_CHANNEL,
     () => reload('notify'),
     () => {
-      log.warn('key notifications: connection re-established, reloading keys');
+      log.info('key notifications: connection re-established, reloading keys');
       reload('reconnect');
     },
   );

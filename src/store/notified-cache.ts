@@ -1,10 +1,19 @@
 // Rows read on hot paths (clients at every token request, users at /userinfo and /introspect),
 // kept in process for a few seconds and dropped on every replica as soon as a change commits: the
 // change NOTIFYs the cache's channel with the row's id (an empty payload drops everything). While
-// the notification connection is down nothing is answered from memory, and a read that raced an
-// invalidation is not kept. Unknown ids are never cached, so a flood of random ids cannot fill it.
+// the notification connection is down memory does not answer for the database, and a read that
+// raced an invalidation is not kept. Unknown ids are never cached, so a flood of random ids cannot
+// fill it.
+//
+// When the database itself is unreachable (src/db/health.ts), an entry is answered from memory,
+// whatever its age, within DB_OUTAGE_GRACE_SECONDS of the outage's beginning: what the cache holds
+// was current when the notifications stopped, or was read since. Past the grace, or for an id it
+// does not hold, the cache refuses (DatabaseUnavailable: 503). The first reconnection drops
+// everything, since changes may have been missed.
 import type { DbHandle } from '../db/create-db.js';
 import type { Clock } from '../clock.js';
+import type { DbHealth } from '../db/health.js';
+import { DatabaseUnavailable } from '../db/errors.js';
 
 export interface NotifiedCacheOptions {
   ttlMs?: number;
@@ -19,6 +28,7 @@ export class NotifiedCache<V> {
   private generation = 0;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
+  private health: DbHealth | undefined;
 
   constructor(
     private readonly channel: string,
@@ -30,8 +40,12 @@ export class NotifiedCache<V> {
     this.maxEntries = opts.maxEntries ?? 50_000;
   }
 
-  /** Subscribe to the invalidations; returns the unsubscribe function. */
-  async start(dbh: DbHandle): Promise<() => Promise<void>> {
+  /**
+   * Subscribe to the invalidations; returns the unsubscribe function. With `health`, the cache
+   * answers from memory for an unreachable database within the outage grace.
+   */
+  async start(dbh: DbHandle, health?: DbHealth): Promise<() => Promise<void>> {
+    this.health = health;
     const stop = await dbh.listen(
       this.channel,
       (id) => this.invalidate(id || undefined),
@@ -41,8 +55,8 @@ export class NotifiedCache<V> {
         this.live = true;
       },
       () => {
+        // kept: what the cache knew when the notifications stopped is the outage's fallback
         this.live = false;
-        this.invalidate();
       },
     );
     this.live = true;
@@ -58,20 +72,33 @@ export class NotifiedCache<V> {
 
   async get(id: string): Promise<V | undefined> {
     const now = this.clock.now();
-    if (this.live) {
-      const hit = this.entries.get(id);
-      if (hit && now >= hit.at && now - hit.at < this.ttlMs) return hit.value;
-    }
+    const hit = this.entries.get(id);
+    if (this.live && hit && now >= hit.at && now - hit.at < this.ttlMs) return hit.value;
+    // the database is known to be away: within the grace, do not wait for it
+    if (hit && this.health?.servesFromMemory()) return hit.value;
     const generation = this.generation;
-    const value = await this.load(id);
-    if (!this.live || generation !== this.generation) return value;
+    let value: V | undefined;
+    try {
+      value = await this.load(id);
+    } catch (err) {
+      if (!this.health?.reportFailure(err)) throw err;
+      return this.fromMemory(this.entries.get(id));
+    }
+    // kept even while not live, as the outage fallback: the reconnection drops it with the rest
+    if (generation !== this.generation) return value;
     if (value !== undefined) {
-      if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+      if (this.entries.size >= this.maxEntries && !this.entries.has(id)) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(id, { value, at: now });
     } else {
       this.entries.delete(id);
     }
     return value;
+  }
+
+  /** The outage fallback: a held entry within the grace, else 503. */
+  private fromMemory(hit: { value: V } | undefined): V {
+    if (hit && this.health?.servesFromMemory()) return hit.value;
+    throw new DatabaseUnavailable(hit ? 'the database has been unreachable for longer than the outage grace' : 'the database is unreachable and the row is not in memory');
   }
 
   invalidate(id?: string): void {

@@ -1,9 +1,10 @@
 // The in-process view of the access-token denylist. Every replica keeps it current from Postgres:
 // LISTEN/NOTIFY (latchkey_denylist) triggers an incremental read within milliseconds, a poll every
-// few seconds is the safety net, and after the notification connection was lost the view is
-// marked stale and answers from the database until a full resync completes. Memory is bounded:
-// entries leave when their token can no longer be accepted, and past `maxEntries` the view
-// answers from the database instead of growing.
+// few seconds is the safety net, and after the notification connection was lost the view
+// answers from the database until a full resync completes (from memory, within the outage grace,
+// while the database is unreachable too: src/db/health.ts). Memory is bounded: entries leave
+// when their token can no longer be accepted, and past `maxEntries` the view answers from the
+// database instead of growing.
 //
 // New rows are found in commit order, not sequence order: a long revoking transaction writes its
 // rows early and commits late, after shorter ones. Each row carries the id of the transaction
@@ -14,6 +15,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
 import type { Clock } from '../clock.js';
+import type { DbHealth } from '../db/health.js';
 import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../store/refresh-families.js';
 
 const PAGE = 5000;
@@ -23,6 +25,8 @@ export interface DenylistViewOptions {
   pollMs?: number;
   maxEntries?: number;
   onError?: (err: Error) => void;
+  /** While the database is unreachable, memory answers within the outage grace (src/db/health.ts). */
+  health?: Pick<DbHealth, 'servesFromMemory'>;
 }
 
 export class DenylistView {
@@ -56,9 +60,11 @@ export class DenylistView {
         void this.resync().catch((e: Error) => this.opts.onError?.(e));
       },
       () => {
-        // the notification connection is down: answer from the database until it is back
+        // the notification connection is down: answer from the database until it is back and the
+        // view resynced, or, while the database is unreachable too, from memory within the outage
+        // grace. `stale` stays as it was: it says whether memory held everything when the
+        // notifications stopped (the poll keeps reading increments meanwhile).
         this.listening = false;
-        this.stale = true;
       },
     );
     await this.resync();
@@ -82,7 +88,8 @@ export class DenylistView {
    */
   async isDenied(...keys: string[]): Promise<boolean> {
     const now = this.clock.now();
-    if (this.stale || this.overflow || !this.listening) {
+    const fromMemory = !this.stale && !this.overflow && (this.listening || this.opts.health?.servesFromMemory() === true);
+    if (!fromMemory) {
       const row = await this.db.selectFrom('denylist').select('jti').where('jti', 'in', keys).limit(1).executeTakeFirst();
       return Boolean(row);
     }

@@ -1,7 +1,16 @@
 // One error handler maps everything to the wire format: `{error, error_description}` with the
-// status the RFC names. Bad input never yields a 500 or a stack trace.
+// status the RFC names. Bad input never yields a 500 or a stack trace, and neither does a database
+// outage: whatever the route, it is a 503 with Retry-After (`temporarily_unavailable`, or for a
+// browser a page that says to try again in a moment), counted by the outage state, which logs it
+// once (src/db/health.ts). Past the outage grace every route but those marked `duringOutage`
+// answers so before it runs.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { OAuthError } from '../../errors.js';
+import { OAuthError, TemporarilyUnavailable } from '../../errors.js';
+import type { Config } from '../../config.js';
+import { DatabaseUnavailable, isDatabaseUnavailable } from '../../db/errors.js';
+import type { DbHealth } from '../../db/health.js';
+import { sendPage } from '../browser.js';
+import { unavailablePage } from '../views/pages.js';
 
 export type ErrorRenderer = (err: OAuthError, req: FastifyRequest, reply: FastifyReply) => unknown;
 
@@ -11,8 +20,13 @@ declare module 'fastify' {
     renderError?: ErrorRenderer;
     /** The error code for schema failures on this route (default invalid_request). */
     schemaErrorCode?: string;
+    /** The route answers past the outage grace too (health checks, the stylesheet). */
+    duringOutage?: boolean;
   }
 }
+
+/** Seconds a client should wait before trying again during an outage. */
+export const OUTAGE_RETRY_AFTER = 1;
 
 function toOAuthError(err: FastifyError, req: FastifyRequest): OAuthError | undefined {
   if (err instanceof OAuthError) return err;
@@ -31,8 +45,43 @@ function toOAuthError(err: FastifyError, req: FastifyRequest): OAuthError | unde
   return undefined;
 }
 
-export function registerErrorHandling(app: FastifyInstance): void {
+/** A browser navigation or form post (it asks for HTML) gets a page; everything else JSON. */
+function wantsPage(req: FastifyRequest): boolean {
+  const accept = req.headers.accept;
+  return typeof accept === 'string' && /\btext\/html\b/i.test(accept);
+}
+
+function sendUnavailable(req: FastifyRequest, reply: FastifyReply, config: Config): FastifyReply {
+  const err = new TemporarilyUnavailable('the service is briefly unavailable; try again in a moment', OUTAGE_RETRY_AFTER);
+  reply.headers(err.headers);
+  if (wantsPage(req)) {
+    // a GET can simply be repeated; a form is submitted again from the page before (its
+    // interaction and CSRF token are still valid: nothing was consumed)
+    const retryUrl = req.method === 'GET' ? `${config.issuer}${req.url}` : undefined;
+    return sendPage(reply, config, 503, unavailablePage({ retryUrl }));
+  }
+  return reply.code(503).header('cache-control', 'no-store').type('application/json').send(err.toJSON());
+}
+
+export interface ErrorHandlingOptions {
+  config: Config;
+  health: DbHealth;
+}
+
+export function registerErrorHandling(app: FastifyInstance, { config, health }: ErrorHandlingOptions): void {
+  // a callback hook, not an async one: it runs on every request
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (health.pastGrace() && !req.routeOptions.config?.duringOutage) return done(new DatabaseUnavailable('the database has been unreachable for longer than the outage grace'));
+    done();
+  });
+
   app.setErrorHandler((error: FastifyError, req, reply) => {
+    if (isDatabaseUnavailable(error)) {
+      // our own refusals (the gate, the caches) follow from what the outage state already knows
+      if (!(error instanceof DatabaseUnavailable)) health.reportFailure(error);
+      health.noteRefused();
+      return sendUnavailable(req, reply, config);
+    }
     let oauth = toOAuthError(error, req);
     if (!oauth) {
       req.log.error({ err: { type: error.name, message: error.message, stack: error.stack } }, 'unhandled error');

@@ -69,3 +69,16 @@ ${Object.entries(opts.hidden).map(([k, v]) => (v === undefined ? '' : html`<inpu
 export function loggedOutPage(): string {
   return page('Signed out', html`<h1>You are signed out</h1><p>You can close this window.</p>`);
 }
+
+/**
+ * The page for a database outage (503): nothing was lost, the sign-in in progress is kept, and the
+ * same page or form works again in a moment. `retryUrl` is this request again, for a GET.
+ */
+export function unavailablePage(opts: { retryUrl?: string }): string {
+  return page(
+    'Try again in a moment',
+    html`<h1>We could not finish this step just now</h1>
+<p>The service is briefly unavailable; where you were is kept. Try again in a moment.</p>
+${opts.retryUrl ? html`<p><a href="${opts.retryUrl}">Try again</a></p>` : html`<p class="muted">Go back and submit the form again in a moment.</p>`}`,
+  );
+}
