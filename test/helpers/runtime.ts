@@ -30,6 +30,8 @@ export interface TestEnvOptions {
   env?: Record<string, string>;
   passwords?: PasswordHasher;
   listen?: boolean;
+  /** The server's clock (a frozen ManualClock at the start by default). */
+  clock?: ManualClock;
 }
 
 export async function createTestEnv(databaseUrl: string, opts: TestEnvOptions = {}): Promise<TestEnv> {
@@ -43,7 +45,7 @@ export async function createTestEnv(databaseUrl: string, opts: TestEnvOptions = 
     LOG_LEVEL: 'info',
     ...opts.env,
   });
-  const clock = new ManualClock(Date.now());
+  const clock = opts.clock ?? new ManualClock(Date.now());
   const rt = await openRuntime(config, { clock, passwords: opts.passwords });
   const stream = new PassThrough();
   let captured = '';
@@ -62,6 +64,20 @@ export async function createTestEnv(databaseUrl: string, opts: TestEnvOptions = 
       await rt.close();
     },
   };
+}
+
+/** A clock that runs with real time (for tests where another process checks our timestamps) and can still be moved. */
+export class RunningClock extends ManualClock {
+  private offset = 0;
+  override now(): number {
+    return Date.now() + this.offset;
+  }
+  override advance(seconds: number): void {
+    this.offset += seconds * 1000;
+  }
+  override set(ms: number): void {
+    this.offset = ms - Date.now();
+  }
 }
 
 export async function freePort(): Promise<number> {
