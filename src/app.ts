@@ -8,6 +8,7 @@ import { loggerOptions } from './http/logging.js';
 import { registerErrorHandling } from './http/plugins/error-handler.js';
 import { registerFailureLimits } from './http/plugins/failure-limits.js';
 import { registerSecurityHeaders } from './http/plugins/security-headers.js';
+import { inputSanity } from './http/plugins/input-sanity.js';
 import { registerDiscovery, type Capabilities } from './http/routes/discovery.js';
 import { registerJwks } from './http/routes/jwks.js';
 import { registerHealth } from './http/routes/health.js';
@@ -99,6 +100,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
   registerSecurityHeaders(app, { https: config.issuerIsHttps });
+  await app.register(inputSanity);
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
@@ -117,7 +119,9 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const denylist = new DenylistView(rt.db, rt.clock, { onError: (err) => app.log.warn({ err: err.message }, 'denylist sync failed') });
   await denylist.start(rt.dbh);
   app.addHook('onClose', async () => denylist.stop());
-  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'));
+  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, (err) => app.log.warn({ err: err.message }, 'pruning failed'), {
+    auditRetentionDays: config.auditRetentionDays,
+  });
   app.addHook('onClose', async () => stopPruning());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {

@@ -49,6 +49,8 @@ export interface Config {
   /** Hot statements as named prepared statements (off behind a pooler that cannot keep them). */
   pgPreparedStatements: boolean;
   pruneIntervalSeconds: number;
+  /** Audit events are kept this many days, then pruned in batches (src/store/pruning.ts). */
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -181,5 +183,6 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
     pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),
     pruneIntervalSeconds: int(env, 'PRUNE_INTERVAL_SECONDS', 60, 1, day),
+    auditRetentionDays: int(env, 'AUDIT_RETENTION_DAYS', 90, 1, 36500),
   };
 }

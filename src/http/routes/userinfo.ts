@@ -15,7 +15,8 @@ export interface AccessTokenGuard {
 export function bearerToken(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (h === undefined) return undefined;
-  const m = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(h);
+  // RFC 7235 §2.1, RFC 6750 §2.1: the scheme name is case-insensitive
+  const m = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(h);
   if (!m) throw new InvalidToken('malformed Authorization header');
   return m[1];
 }
