@@ -125,7 +125,7 @@ export const authorizationCodeGrant: Grant = {
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {
       const user = { id: code.userId, email: row.email, name: row.name, email_verified: row.email_verified } as User;
-      response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes: code.scopes, authTime, nonce: code.nonce, sid: code.sessionSid, accessToken: at.token });
+      response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes: code.scopes, authTime, nonce: code.nonce, sid: code.sessionSid, accessToken: at.token, requestedClaims: code.idTokenClaims });
     }
     return response;
   },

@@ -21,6 +21,8 @@ export interface Client {
   requirePkce: boolean;
   isAdmin: boolean;
   refreshWithoutOffline: boolean;
+  /** RFC 9126 §6: authorization requests only through the PAR endpoint. */
+  requirePar: boolean;
 }
 
 export function toClient(row: ClientRow): Client {
@@ -42,6 +44,7 @@ export function toClient(row: ClientRow): Client {
     requirePkce: row.require_pkce,
     isAdmin: row.is_admin,
     refreshWithoutOffline: row.refresh_without_offline,
+    requirePar: row.require_par,
   };
 }
 
@@ -62,6 +65,7 @@ export interface NewClient {
   requirePkce?: boolean;
   isAdmin?: boolean;
   refreshWithoutOffline?: boolean;
+  requirePar?: boolean;
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -84,6 +88,7 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       require_pkce: c.requirePkce ?? true,
       is_admin: c.isAdmin ?? false,
       refresh_without_offline: c.refreshWithoutOffline ?? false,
+      require_par: c.requirePar ?? false,
       created_at: at,
       updated_at: at,
     })
@@ -123,6 +128,7 @@ export function publicClient(c: Client): Record<string, unknown> {
     require_pkce: c.requirePkce,
     admin: c.isAdmin,
     refresh_without_offline: c.refreshWithoutOffline,
+    require_par: c.requirePar,
     jwks_kids: c.jwks ? c.jwks.keys.map((k) => k.kid ?? null) : [],
     created_at: c.createdAt.toISOString(),
   };
