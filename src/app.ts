@@ -14,6 +14,7 @@ import { registerJwks } from './http/routes/jwks.js';
 import { registerHealth } from './http/routes/health.js';
 import { registerAuthorize } from './http/routes/authorize.js';
 import { registerInteraction } from './http/routes/interaction.js';
+import { registerPar } from './http/routes/par.js';
 import { registerToken } from './http/routes/token.js';
 import { registerUserinfo, type AccessTokenGuard } from './http/routes/userinfo.js';
 import { STYLESHEET } from './http/views/html.js';
@@ -67,9 +68,10 @@ export function capabilities(rt: Runtime): Capabilities {
     revocation: true,
     introspection: true,
     endSession: true,
+    par: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
     scopes: ['openid', 'profile', 'email', 'offline_access'],
-    claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
+    claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'acr', 'amr', 'name', 'email', 'email_verified'],
     grantTypes: [...grants.keys()],
     tokenAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     tokenAuthSigningAlgs: CLIENT_ASSERTION_ALGS,
@@ -137,6 +139,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerDiscovery(app, config, capabilities(rt));
   registerAuthorize(app, svc);
   registerInteraction(app, svc);
+  registerPar(app, svc);
   registerToken(app, svc);
   registerUserinfo(app, svc, guard);
   registerRevocation(app, svc);
