@@ -65,7 +65,7 @@ for (const backend of backends()) {
       }
       // a lone surrogate in a JSON body of the admin API
       const adminRes = await fetch(`${issuer}/admin/users/${aliceId}/password`, {
-        method: 'POST',
+        method: 'PUT',
         headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
         body: '{"password":"correct horse \\ud800 battery"}',
       });
