@@ -120,7 +120,7 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(code.authTime.getTime() / 1000);
-    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat });
+    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, userinfoClaims: code.userinfoClaims });
     const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {

@@ -66,6 +66,7 @@ export function codeResponse(svc: Services, request: AuthorizationRequest, sessi
         authTime: session.authTime,
         sessionSid: session.sid,
         idTokenClaims: requestedUserClaims(request.claims, 'id_token'),
+        userinfoClaims: requestedUserClaims(request.claims, 'userinfo'),
       },
       svc.now(),
       svc.config.codeTtl,

@@ -19,6 +19,8 @@ export interface AccessTokenInput {
   familyId?: string;
   /** The issue time, when the caller recorded the token's expiry (iat + ACCESS_TOKEN_TTL) before signing. */
   iat?: number;
+  /** User claims asked for by name for /userinfo (OIDC Core §5.5 `claims`). */
+  userinfoClaims?: string[];
 }
 
 export interface IssuedAccessToken {
@@ -41,6 +43,7 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   sid?: string;
   fid?: string;
+  userinfo_claims?: string[];
 }
 
 export interface TokenDeps {
@@ -81,6 +84,7 @@ export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput):
   if (input.authTime !== undefined) claims.auth_time = input.authTime;
   if (input.sid) claims.sid = input.sid;
   if (input.familyId) claims.fid = input.familyId;
+  if (input.userinfoClaims?.length) claims.userinfo_claims = input.userinfoClaims;
   const token = await signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'at+jwt' }, key.privateKey);
   return { token, jti, exp, iat, kid: key.kid };
 }

@@ -31,6 +31,8 @@ export interface CodeGrant {
   sessionSid: string | null;
   /** User claims asked for by name for the ID token (OIDC Core §5.5 `claims`). */
   idTokenClaims?: string[];
+  /** User claims asked for by name for /userinfo. */
+  userinfoClaims?: string[];
 }
 
 export interface OpenedCode extends Omit<CodeGrant, 'redirectUri'> {
@@ -54,6 +56,7 @@ interface Sealed {
   sid: string | null;
   exp: number;
   ic?: string[];
+  uc?: string[];
 }
 
 export class CodeTooLarge extends Error {
@@ -76,6 +79,7 @@ export function sealCode(key: Buffer, grant: CodeGrant, at: Date, ttl: number): 
     exp: at.getTime() + ttl * 1000,
   };
   if (grant.idTokenClaims?.length) payload.ic = grant.idTokenClaims;
+  if (grant.userinfoClaims?.length) payload.uc = grant.userinfoClaims;
   const salt = randomBytes(16);
   const iv = randomBytes(12);
   const cipher = crypto.createCipheriv('aes-256-gcm', codeKey(key, salt), iv);
@@ -119,6 +123,7 @@ export function openCode(key: Buffer, code: string): OpenedCode | undefined {
     authTime: new Date(payload.at),
     sessionSid: payload.sid,
     idTokenClaims: payload.ic ?? [],
+    userinfoClaims: payload.uc ?? [],
     expiresAt: new Date(payload.exp),
   };
 }

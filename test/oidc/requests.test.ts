@@ -163,7 +163,7 @@ for (const backend of backends()) {
         code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
         code_challenge_method: 'S256',
         acr_values: 'urn:latchkey:acr:pwd urn:other',
-        claims: JSON.stringify({ id_token: { email: null, email_verified: { essential: true }, favourite_colour: null, acr: { values: ['urn:latchkey:acr:pwd'] } } }),
+        claims: JSON.stringify({ id_token: { email: null, email_verified: { essential: true }, favourite_colour: null, acr: { values: ['urn:latchkey:acr:pwd'] } }, userinfo: { name: null } }),
       });
       const step = await authorizeWithLogin(new Browser(issuer), url.href, 'alice@example.com', PASSWORD);
       const tokens = await oidc.authorizationCodeGrant(config, new URL(step.location!), { pkceCodeVerifier: verifier, expectedNonce: nonce });
@@ -174,6 +174,8 @@ for (const backend of backends()) {
       t.equal(c.favourite_colour, undefined, 'unknown claims are ignored');
       t.same(c.amr, ['pwd'], 'amr');
       t.equal(c.acr, 'urn:latchkey:acr:pwd', 'acr');
+      const info = await oidc.fetchUserInfo(config, tokens.access_token, c.sub);
+      t.same(info, { sub: aliceId, name: 'Alice' }, 'userinfo: the claim asked for by name for userinfo, and only that one');
 
       const before = await counts();
       const browser = new Browser(issuer);
