@@ -9,11 +9,13 @@ import { loggerOptions } from './http/logging.js';
 import { registerErrorHandling } from './http/plugins/error-handler.js';
 import { registerFailureLimits } from './http/plugins/failure-limits.js';
 import { registerSecurityHeaders } from './http/plugins/security-headers.js';
+import { inputSanity } from './http/plugins/input-sanity.js';
 import { registerDiscovery, type Capabilities } from './http/routes/discovery.js';
 import { registerJwks } from './http/routes/jwks.js';
 import { registerHealth } from './http/routes/health.js';
 import { registerAuthorize } from './http/routes/authorize.js';
 import { registerInteraction } from './http/routes/interaction.js';
+import { registerPar } from './http/routes/par.js';
 import { registerToken } from './http/routes/token.js';
 import { registerUserinfo, type AccessTokenGuard } from './http/routes/userinfo.js';
 import { STYLESHEET } from './http/views/html.js';
@@ -73,9 +75,10 @@ export function capabilities(rt: Runtime): Capabilities {
     endSession: true,
     statusLists: true,
     backchannelLogout: true,
+    par: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
     scopes: ['openid', 'profile', 'email', 'offline_access'],
-    claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'name', 'email', 'email_verified'],
+    claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'acr', 'amr', 'name', 'email', 'email_verified'],
     grantTypes: [...grants.keys()],
     tokenAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     tokenAuthSigningAlgs: CLIENT_ASSERTION_ALGS,
@@ -119,6 +122,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
   registerSecurityHeaders(app, { https: config.issuerIsHttps });
+  await app.register(inputSanity);
   const limits = await registerFailureLimits(app, config);
 
   const clients = new ClientCache(rt.db, rt.clock);
@@ -145,7 +149,9 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   });
   await statusLists.start(rt.dbh);
   app.addHook('onClose', async () => statusLists.stop());
-  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, quietOutage('pruning failed'));
+  const stopPruning = startPruning(rt.db, () => new Date(rt.clock.now()), config.pruneIntervalSeconds * 1000, quietOutage('pruning failed'), {
+    auditRetentionDays: config.auditRetentionDays,
+  });
   app.addHook('onClose', async () => stopPruning());
   const delivery = new LogoutDelivery({ dbh: rt.dbh, clock: rt.clock, config, keystore: rt.keystore, clients, log: app.log });
   await delivery.start();
@@ -164,6 +170,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   registerDiscovery(app, config, capabilities(rt));
   registerAuthorize(app, svc);
   registerInteraction(app, svc);
+  registerPar(app, svc);
   registerToken(app, svc);
   registerUserinfo(app, svc, guard);
   registerRevocation(app, svc);

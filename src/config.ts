@@ -59,6 +59,8 @@ export interface Config {
   backchannelPollSeconds: number;
   /** How long the stateless paths answer from memory while the database is unreachable (0: never). */
   dbOutageGraceSeconds: number;
+  /** Audit events are kept this many days, then pruned in batches (src/store/pruning.ts). */
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -197,5 +199,6 @@ export function loadConfig(env: Env = process.env): Config {
     backchannelConcurrency: int(env, 'BACKCHANNEL_CONCURRENCY', 16, 1, 256),
     backchannelPollSeconds: int(env, 'BACKCHANNEL_POLL_SECONDS', 5, 1, 3600),
     dbOutageGraceSeconds: int(env, 'DB_OUTAGE_GRACE_SECONDS', 30, 0, 3600),
+    auditRetentionDays: int(env, 'AUDIT_RETENTION_DAYS', 90, 1, 36500),
   };
 }

@@ -106,3 +106,14 @@ export class NotFound extends OAuthError {
   override readonly statusCode = 404;
   constructor(d = 'not found') { super('not_found', d); }
 }
+// RFC 9101 §6.3 (request objects), OIDC Core §3.1.2.6, RFC 9126 §2.3
+export class InvalidRequestObject extends OAuthError {
+  constructor(d = 'the request object is invalid') { super('invalid_request_object', d); }
+}
+export class InvalidRequestUri extends OAuthError {
+  constructor(d = 'the request_uri is invalid, expired or was already used') { super('invalid_request_uri', d); }
+}
+// OpenID Connect Unmet Authentication Requirements 1.0
+export class UnmetAuthenticationRequirements extends OAuthError {
+  constructor(d = 'the requested authentication requirements cannot be met') { super('unmet_authentication_requirements', d); }
+}

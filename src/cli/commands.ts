@@ -25,6 +25,7 @@ import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser
 import { listFamilies } from '../store/refresh-families.js';
 import { listAudit, recordAudit } from '../store/audit.js';
 import { isUuid } from '../store/users.js';
+import { isStorableText } from '../protocol/storable-text.js';
 
 export interface CliContext {
   config: Config;
@@ -321,7 +322,7 @@ export const commands: Record<string, Command> = {
 
   'clients create': {
     usage:
-      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
+      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--require-par] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -339,6 +340,7 @@ export const commands: Record<string, Command> = {
       'refresh-without-offline': { type: 'boolean' },
       'backchannel-logout-uri': { type: 'string' },
       'backchannel-logout-session-required': { type: 'boolean' },
+      'require-par': { type: 'boolean' },
     },
     needsDb: true,
     async run(c, v) {
@@ -361,7 +363,8 @@ export const commands: Record<string, Command> = {
       }
       if (v['pkce-optional'] && isPublic) throw new CliError('PKCE is always required for public clients');
       const jwksFile = str(v.jwks);
-      if (jwksFile !== undefined && authMethod !== 'private_key_jwt') throw new CliError('--jwks goes with --auth-method private_key_jwt');
+      // the keys verify private_key_jwt assertions and signed request objects (RFC 9101)
+      if (jwksFile !== undefined && isPublic) throw new CliError('--jwks is for confidential clients');
       if (authMethod === 'private_key_jwt' && jwksFile === undefined) throw new CliError('--auth-method private_key_jwt needs --jwks FILE (the client\'s public keys)');
       const jwks = jwksFile === undefined ? null : await readClientJwks(jwksFile);
       const redirectUris = list(v['redirect-uri']);
@@ -415,6 +418,7 @@ export const commands: Record<string, Command> = {
           refreshWithoutOffline: Boolean(v['refresh-without-offline']),
           backchannelLogoutUri: bclUri ?? null,
           backchannelLogoutSessionRequired: Boolean(v['backchannel-logout-session-required']),
+          requirePar: Boolean(v['require-par']),
         },
         new Date(ctx.clock.now()),
       );
@@ -582,6 +586,9 @@ function positionalsFirst(rest: string[], command: Command): string[] {
 /** Parse argv strictly: an unknown command or option is a CliError. */
 export function parseCommand(argv: string[]): ParsedCommand {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') throw new CliError(usage());
+  // the same rule as the HTTP routes (src/http/plugins/input-sanity.ts): nothing Postgres cannot store
+  const bad = argv.findIndex((a) => !isStorableText(a));
+  if (bad >= 0) throw new CliError(`argument ${bad + 1} contains a NUL or another character that cannot be stored`);
   const found = resolveCommand(argv);
   if (!found) throw new CliError(`unknown command: ${argv.slice(0, 2).join(' ')} (run \`latchkey help\`)`);
   let parsed;

@@ -38,6 +38,7 @@ export interface ClientsTable {
   cc_status_idx: Generated<string>;
   backchannel_logout_uri: ColumnType<string | null, string | null | undefined, string | null>;
   backchannel_logout_session_required: Generated<boolean>;
+  require_par: Generated<boolean>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';

@@ -120,12 +120,12 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(code.authTime.getTime() / 1000);
-    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, statusIdx: row.status_idx! });
+    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, statusIdx: row.status_idx!, userinfoClaims: code.userinfoClaims });
     const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {
       const user = { id: code.userId, email: row.email, name: row.name, email_verified: row.email_verified } as User;
-      response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes: code.scopes, authTime, nonce: code.nonce, sid: code.sessionSid, accessToken: at.token });
+      response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes: code.scopes, authTime, nonce: code.nonce, sid: code.sessionSid, accessToken: at.token, requestedClaims: code.idTokenClaims });
     }
     return response;
   },

@@ -1,14 +1,18 @@
 // The steps shared by /authorize and the interaction pages: find the login session, decide whether
-// login or consent is needed, and finish with a code redirected to the client.
+// login or consent is needed, and finish with a code (or an error) returned to the client in the
+// response mode it asked for (RFC 6749 §4.1.2 query, or OAuth 2.0 Form Post Response Mode).
+import crypto from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Client } from '../store/clients.js';
 import { findLiveSession, type LoginSession } from '../store/login-sessions.js';
 import { grantedScopes } from '../store/consents.js';
 import { CodeTooLarge, sealCode } from '../tokens/codes.js';
 import { InvalidRequest } from '../errors.js';
-import { buildRedirect, type AuthorizationRequest } from '../protocol/authorization-request.js';
+import { buildRedirect, type AuthorizationRequest, type ResponseMode } from '../protocol/authorization-request.js';
+import { requestedUserClaims } from '../protocol/claims-request.js';
 import type { OAuthError } from '../errors.js';
-import { readSignedCookie } from './browser.js';
+import { formActionSource, readSignedCookie } from './browser.js';
+import { formPostPage } from './views/pages.js';
 import type { Services } from './services.js';
 
 export async function currentSession(svc: Services, req: FastifyRequest): Promise<LoginSession | undefined> {
@@ -35,11 +39,18 @@ export async function needsConsent(svc: Services, client: Client, userId: string
   return !request.scopes.every((s) => granted.has(s));
 }
 
-export function errorRedirect(svc: Services, redirectUri: string, err: OAuthError, state: string | undefined): string {
-  return buildRedirect(redirectUri, { error: err.error, error_description: err.description, state, iss: svc.config.issuer });
+/** An authorization response (code or error) on its way to the client's verified redirect URI. */
+export interface AuthorizationResponse {
+  redirectUri: string;
+  responseMode: ResponseMode;
+  params: Record<string, string | undefined>;
 }
 
-export async function issueCodeRedirect(svc: Services, request: AuthorizationRequest, session: LoginSession): Promise<string> {
+export function errorResponse(svc: Services, redirectUri: string, err: OAuthError, state: string | undefined, responseMode: ResponseMode = 'query'): AuthorizationResponse {
+  return { redirectUri, responseMode, params: { error: err.error, error_description: err.description, state, iss: svc.config.issuer } };
+}
+
+export function codeResponse(svc: Services, request: AuthorizationRequest, session: LoginSession): AuthorizationResponse {
   let code: string;
   try {
     code = sealCode(
@@ -54,16 +65,34 @@ export async function issueCodeRedirect(svc: Services, request: AuthorizationReq
         nonce: request.nonce ?? null,
         authTime: session.authTime,
         sessionSid: session.sid,
+        idTokenClaims: requestedUserClaims(request.claims, 'id_token'),
+        userinfoClaims: requestedUserClaims(request.claims, 'userinfo'),
       },
       svc.now(),
       svc.config.codeTtl,
     );
   } catch (err) {
-    if (err instanceof CodeTooLarge) return errorRedirect(svc, request.redirectUri, new InvalidRequest(err.message), request.state);
+    if (err instanceof CodeTooLarge) return errorResponse(svc, request.redirectUri, new InvalidRequest(err.message), request.state, request.responseMode);
     throw err;
   }
   // RFC 9207: iss in the authorization response
-  return buildRedirect(request.redirectUri, { code, state: request.state, iss: svc.config.issuer });
+  return { redirectUri: request.redirectUri, responseMode: request.responseMode, params: { code, state: request.state, iss: svc.config.issuer } };
+}
+
+/** Return the response to the client: a 303 with the query (RFC 6749 §4.1.2), or a self-posting form. */
+export function sendAuthorizationResponse(reply: FastifyReply, r: AuthorizationResponse): FastifyReply {
+  if (r.responseMode === 'query') return redirect303(reply, buildRedirect(r.redirectUri, r.params));
+  // Form Post Response Mode §5: its own CSP, allowing only this script and a post to the client
+  const nonce = crypto.randomBytes(16).toString('base64');
+  const csp = [`default-src 'none'`, `script-src 'nonce-${nonce}'`, `form-action ${formActionSource(r.redirectUri) || "'none'"}`, "frame-ancestors 'none'", "base-uri 'none'"].join('; ');
+  return reply
+    .code(200)
+    .header('content-security-policy', csp)
+    .header('x-frame-options', 'DENY')
+    .header('cache-control', 'no-store')
+    .header('pragma', 'no-cache')
+    .type('text/html; charset=utf-8')
+    .send(formPostPage({ action: r.redirectUri, fields: r.params, nonce }));
 }
 
 /** 303 See Other: after a credentials POST the browser must GET the target (never 307). */

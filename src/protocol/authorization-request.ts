@@ -6,6 +6,13 @@ import { InvalidRequest, InvalidScope, InvalidTarget, OAuthError, UnauthorizedCl
 import { matchRedirectUri } from './redirect-uri.js';
 import { isValidChallenge } from './pkce.js';
 import { parseScope } from './scopes.js';
+import { parseClaimsRequest, unmetEssentialAcr, type ClaimsRequest } from './claims-request.js';
+import { UnmetAuthenticationRequirements } from '../errors.js';
+
+export type ResponseMode = 'query' | 'form_post';
+export const RESPONSE_MODES: ResponseMode[] = ['query', 'form_post'];
+export const DISPLAY_VALUES = ['page'];
+export const UI_LOCALES = ['en'];
 
 export interface AuthorizationRequest {
   clientId: string;
@@ -18,6 +25,12 @@ export interface AuthorizationRequest {
   maxAge?: number;
   loginHint?: string;
   resources: string[];
+  responseMode: ResponseMode;
+  /** OIDC Core §5.5 */
+  claims?: ClaimsRequest;
+  acrValues: string[];
+  /** The first of ui_locales we have a translation for (OIDC Core §3.1.2.1); 'en' otherwise. */
+  uiLocale: string;
 }
 
 export type RawParams = Record<string, string | string[] | undefined>;
@@ -38,6 +51,7 @@ export class RedirectError extends Error {
     readonly oauth: OAuthError,
     readonly redirectUri: string,
     readonly state: string | undefined,
+    readonly responseMode: ResponseMode = 'query',
   ) {
     super(oauth.description);
   }
@@ -61,16 +75,64 @@ export function repeatedParams(params: RawParams): string[] {
 export interface ValidateOptions {
   pkceRequired: boolean;
   findClient: (clientId: string) => Promise<Client | undefined>;
+  /** RFC 9101: verify a request object of `client`; its parameters, or an UnsafeRequestError. */
+  openRequestObject?: (jwt: string, client: Client) => Promise<RawParams>;
+  /** RFC 9126: take (single use) a pushed request of `client`; undefined when unknown, used or expired. */
+  takePushedRequest?: (requestUri: string, client: Client) => Promise<RawParams | undefined>;
+  /** The request is being pushed (POST /par): request_uri is not allowed, and it is not yet used. */
+  pushing?: boolean;
 }
 
-export async function validateAuthorizationRequest(params: RawParams, opts: ValidateOptions): Promise<{ request: AuthorizationRequest; client: Client }> {
-  const repeated = repeatedParams(params);
-  if (Array.isArray(params.client_id)) throw new UnsafeRequestError('invalid_request', 'client_id is repeated');
-  const clientId = single(params, 'client_id');
+export interface ValidatedRequest {
+  request: AuthorizationRequest;
+  client: Client;
+  /** OIDC Core §3.1.2.1, to be verified by the caller (it needs our keys). */
+  idTokenHint?: string;
+  /** The parameters the request was validated from (after a request object or a pushed request was opened). */
+  params: RawParams;
+}
+
+/**
+ * Where the parameters come from: the query (or form), a request object (RFC 9101 §6.3: then
+ * only from the object), or a pushed request (RFC 9126 §4). Errors here are never redirected:
+ * no redirect URI is trusted yet.
+ */
+async function resolveParams(params: RawParams, client: Client, opts: ValidateOptions): Promise<RawParams> {
+  if (Array.isArray(params.request) || Array.isArray(params.request_uri)) throw new UnsafeRequestError('invalid_request', 'request or request_uri is repeated');
+  const requestUri = single(params, 'request_uri');
+  const requestObject = single(params, 'request');
+  if (requestUri !== undefined && requestObject !== undefined) throw new UnsafeRequestError('invalid_request', 'request and request_uri cannot be combined');
+  let resolved = params;
+  if (requestUri !== undefined) {
+    if (opts.pushing) throw new UnsafeRequestError('invalid_request', 'request_uri cannot be pushed');
+    // only the URNs our PAR endpoint hands out; we never fetch a request object by reference
+    if (!requestUri.startsWith('urn:ietf:params:oauth:request_uri:') || !opts.takePushedRequest) {
+      throw new UnsafeRequestError('request_uri_not_supported', 'only request_uri values from the pushed authorization request endpoint are supported');
+    }
+    const pushed = await opts.takePushedRequest(requestUri, client);
+    if (!pushed) throw new UnsafeRequestError('invalid_request_uri', 'the request_uri is unknown, expired or was already used');
+    return { ...pushed, client_id: client.clientId };
+  }
+  if (client.requirePar && !opts.pushing) throw new UnsafeRequestError('invalid_request', 'this client must use pushed authorization requests (RFC 9126)');
+  if (requestObject !== undefined) {
+    if (!opts.openRequestObject) throw new UnsafeRequestError('request_not_supported', 'request objects are not supported');
+    const inner = await opts.openRequestObject(requestObject, client);
+    if (inner.client_id !== undefined && inner.client_id !== client.clientId) throw new UnsafeRequestError('invalid_request_object', 'the request object is for another client');
+    if (inner.request !== undefined || inner.request_uri !== undefined) throw new UnsafeRequestError('invalid_request_object', 'a request object cannot contain request or request_uri');
+    resolved = { ...inner, client_id: client.clientId };
+  }
+  return resolved;
+}
+
+export async function validateAuthorizationRequest(outer: RawParams, opts: ValidateOptions): Promise<ValidatedRequest> {
+  if (Array.isArray(outer.client_id)) throw new UnsafeRequestError('invalid_request', 'client_id is repeated');
+  const clientId = single(outer, 'client_id');
   if (!clientId) throw new UnsafeRequestError('invalid_request', 'client_id is missing');
   if (clientId.length > 200) throw new UnsafeRequestError('invalid_client', 'unknown client');
   const client = await opts.findClient(clientId);
   if (!client) throw new UnsafeRequestError('invalid_client', 'unknown client');
+  const params = await resolveParams(outer, client, opts);
+  const repeated = repeatedParams(params);
 
   if (Array.isArray(params.redirect_uri)) throw new UnsafeRequestError('invalid_request', 'redirect_uri is repeated');
   let redirectUri = single(params, 'redirect_uri');
@@ -83,10 +145,17 @@ export async function validateAuthorizationRequest(params: RawParams, opts: Vali
     throw new UnsafeRequestError('invalid_request', 'redirect_uri does not match a registered redirect URI');
   }
 
+  // OAuth 2.0 Form Post Response Mode: the mode decides how every later error is returned, and an
+  // unknown one cannot be answered in any mode the client understands (an error page, never a redirect)
+  if (Array.isArray(params.response_mode)) throw new UnsafeRequestError('invalid_request', 'response_mode is repeated');
+  const responseModeRaw = single(params, 'response_mode') ?? 'query';
+  if (!(RESPONSE_MODES as string[]).includes(responseModeRaw)) throw new UnsafeRequestError('invalid_request', `unsupported response_mode (supported: ${RESPONSE_MODES.join(', ')})`);
+  const responseMode = responseModeRaw as ResponseMode;
+
   const stateRaw = params.state;
   const state = typeof stateRaw === 'string' && stateRaw !== '' && stateRaw.length <= MAX_PARAM ? stateRaw : undefined;
   const fail = (e: OAuthError): never => {
-    throw new RedirectError(e, redirectUri, state);
+    throw new RedirectError(e, redirectUri, state, responseMode);
   };
 
   if (repeated.length) fail(new InvalidRequest(`repeated parameter: ${repeated[0]}`));
@@ -98,11 +167,8 @@ export async function validateAuthorizationRequest(params: RawParams, opts: Vali
   const responseType = single(params, 'response_type');
   if (!responseType) fail(new InvalidRequest('response_type is missing'));
   if (responseType !== 'code') fail(new UnsupportedResponseType('only response_type=code is supported'));
-  const responseMode = single(params, 'response_mode');
-  if (responseMode !== undefined && responseMode !== 'query') fail(new InvalidRequest('only response_mode=query is supported'));
-  for (const unsupported of ['request', 'request_uri', 'registration']) {
-    if (single(params, unsupported) !== undefined) fail(new OAuthError(`${unsupported.replace('registration', 'registration')}_not_supported`, `${unsupported} is not supported`));
-  }
+  // OIDC Core §6.1, §7.2.1: dynamic registration parameters are not processed
+  if (single(params, 'registration') !== undefined) fail(new OAuthError('registration_not_supported', 'registration is not supported'));
 
   const scopes = parseScope(single(params, 'scope') ?? '');
   if (!scopes) fail(new InvalidScope('scope is malformed'));
@@ -155,10 +221,28 @@ export async function validateAuthorizationRequest(params: RawParams, opts: Vali
     finalScopes = finalScopes.filter((s) => s !== 'offline_access');
   }
 
+  // OIDC Core §5.5
+  const claimsRaw = single(params, 'claims');
+  let claims: ClaimsRequest | undefined;
+  if (claimsRaw !== undefined) {
+    claims = parseClaimsRequest(claimsRaw);
+    if (!claims) fail(new InvalidRequest('claims must be a JSON object with userinfo and id_token members (OIDC Core §5.5)'));
+  }
+  if (unmetEssentialAcr(claims)) fail(new UnmetAuthenticationRequirements('no supported acr value was requested as essential'));
+  const acrValues = (single(params, 'acr_values') ?? '').split(' ').filter(Boolean);
+
+  // OIDC Core §3.1.2.1: display, ui_locales, claims_locales are hints; unknown values are ignored
+  const display = single(params, 'display');
+  if (display !== undefined && !['page', 'popup', 'touch', 'wap'].includes(display)) fail(new InvalidRequest('display must be page, popup, touch or wap'));
+  const uiLocales = (single(params, 'ui_locales') ?? '').split(' ').filter(Boolean);
+  const uiLocale = uiLocales.map((l) => l.toLowerCase().split('-')[0]!).find((l) => UI_LOCALES.includes(l)) ?? 'en';
+
   const nonce = single(params, 'nonce');
   const loginHint = single(params, 'login_hint');
   return {
     client,
+    params,
+    idTokenHint: single(params, 'id_token_hint'),
     request: {
       clientId: client.clientId,
       redirectUri,
@@ -170,6 +254,10 @@ export async function validateAuthorizationRequest(params: RawParams, opts: Vali
       maxAge,
       loginHint,
       resources,
+      responseMode,
+      ...(claims ? { claims } : {}),
+      acrValues,
+      uiLocale,
     },
   };
 }

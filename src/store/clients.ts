@@ -27,6 +27,8 @@ export interface Client {
   backchannelLogoutUri: string | null;
   /** The logout token must carry `sid` (§2.2 backchannel_logout_session_required). */
   backchannelLogoutSessionRequired: boolean;
+  /** RFC 9126 §6: authorization requests only through the PAR endpoint. */
+  requirePar: boolean;
 }
 
 export function toClient(row: ClientRow): Client {
@@ -51,6 +53,7 @@ export function toClient(row: ClientRow): Client {
     ccStatusIdx: row.cc_status_idx,
     backchannelLogoutUri: row.backchannel_logout_uri,
     backchannelLogoutSessionRequired: row.backchannel_logout_session_required,
+    requirePar: row.require_par,
   };
 }
 
@@ -73,6 +76,7 @@ export interface NewClient {
   refreshWithoutOffline?: boolean;
   backchannelLogoutUri?: string | null;
   backchannelLogoutSessionRequired?: boolean;
+  requirePar?: boolean;
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -97,6 +101,7 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       refresh_without_offline: c.refreshWithoutOffline ?? false,
       backchannel_logout_uri: c.backchannelLogoutUri ?? null,
       backchannel_logout_session_required: c.backchannelLogoutSessionRequired ?? false,
+      require_par: c.requirePar ?? false,
       created_at: at,
       updated_at: at,
     })
@@ -164,6 +169,7 @@ export function publicClient(c: Client): Record<string, unknown> {
     refresh_without_offline: c.refreshWithoutOffline,
     backchannel_logout_uri: c.backchannelLogoutUri,
     backchannel_logout_session_required: c.backchannelLogoutSessionRequired,
+    require_par: c.requirePar,
     jwks_kids: c.jwks ? c.jwks.keys.map((k) => k.kid ?? null) : [],
     created_at: c.createdAt.toISOString(),
   };

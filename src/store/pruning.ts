@@ -12,10 +12,15 @@ export interface PruneResult {
   [table: string]: number;
 }
 
+export interface PruneOptions {
+  /** Audit events older than this many days are deleted (AUDIT_RETENTION_DAYS, default 90). */
+  auditRetentionDays?: number;
+}
+
 interface Target {
   table: string;
   key: string;
-  where: (now: Date) => ReturnType<typeof sql>;
+  where: (now: Date, opts: Required<PruneOptions>) => ReturnType<typeof sql>;
 }
 
 const TARGETS: Target[] = [
@@ -28,10 +33,12 @@ const TARGETS: Target[] = [
   { table: 'logout_notices', key: 'id', where: (now) => sql`delivered_at < ${new Date(now.getTime() - 3_600_000)} OR failed_at < ${new Date(now.getTime() - 30 * DAY)}` },
   // families (and, by cascade, their tokens) a week after they can no longer be used
   { table: 'refresh_families', key: 'id', where: (now) => sql`absolute_expires_at < ${new Date(now.getTime() - 7 * DAY)} OR revoked_at < ${new Date(now.getTime() - 30 * DAY)}` },
+  { table: 'audit_events', key: 'id', where: (now, o) => sql`at < ${new Date(now.getTime() - o.auditRetentionDays * DAY)}` },
 ];
 
 /** One pass over every table, at most `maxBatches` batches of `batch` rows each per table. */
-export async function pruneExpired(db: Kysely<Database>, now: Date, batch = 1000, maxBatches = 20): Promise<PruneResult | undefined> {
+export async function pruneExpired(db: Kysely<Database>, now: Date, batch = 1000, maxBatches = 20, options: PruneOptions = {}): Promise<PruneResult | undefined> {
+  const opts: Required<PruneOptions> = { auditRetentionDays: options.auditRetentionDays ?? 90 };
   const result: PruneResult = {};
   for (const t of TARGETS) {
     result[t.table] = 0;
@@ -39,7 +46,7 @@ export async function pruneExpired(db: Kysely<Database>, now: Date, batch = 1000
       const deleted = await db.transaction().execute(async (trx) => {
         const locked = await sql<{ ok: boolean }>`SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK_ID}) AS ok`.execute(trx);
         if (!locked.rows[0]?.ok) return -1;
-        const r = await sql`DELETE FROM ${sql.table(t.table)} WHERE ${sql.ref(t.key)} IN (SELECT ${sql.ref(t.key)} FROM ${sql.table(t.table)} WHERE ${t.where(now)} LIMIT ${batch})`.execute(trx);
+        const r = await sql`DELETE FROM ${sql.table(t.table)} WHERE ${sql.ref(t.key)} IN (SELECT ${sql.ref(t.key)} FROM ${sql.table(t.table)} WHERE ${t.where(now, opts)} LIMIT ${batch})`.execute(trx);
         return Number(r.numAffectedRows ?? 0n);
       });
       if (deleted < 0) return undefined; // another replica is pruning
@@ -50,12 +57,12 @@ export async function pruneExpired(db: Kysely<Database>, now: Date, batch = 1000
   return result;
 }
 
-export function startPruning(db: Kysely<Database>, now: () => Date, intervalMs: number, onError: (err: Error) => void): () => void {
+export function startPruning(db: Kysely<Database>, now: () => Date, intervalMs: number, onError: (err: Error) => void, opts: PruneOptions = {}): () => void {
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    pruneExpired(db, now())
+    pruneExpired(db, now(), undefined, undefined, opts)
       .catch(onError)
       .finally(() => {
         running = false;

@@ -22,6 +22,8 @@ export interface AccessTokenInput {
   iat?: number;
   /** The token's status-list index (its family's, or its client's for client_credentials). */
   statusIdx: number | string;
+  /** User claims asked for by name for /userinfo (OIDC Core §5.5 `claims`). */
+  userinfoClaims?: string[];
 }
 
 export interface IssuedAccessToken {
@@ -45,6 +47,7 @@ export interface AccessTokenClaims extends JWTPayload {
   sid?: string;
   fid?: string;
   status?: { status_list: { idx: number; uri: string } };
+  userinfo_claims?: string[];
 }
 
 export interface TokenDeps {
@@ -86,6 +89,7 @@ export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput):
   if (input.sid) claims.sid = input.sid;
   if (input.familyId) claims.fid = input.familyId;
   claims.status = statusClaim(config.issuer, input.statusIdx);
+  if (input.userinfoClaims?.length) claims.userinfo_claims = input.userinfoClaims;
   const token = await signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'at+jwt' }, key.privateKey);
   return { token, jti, exp, iat, kid: key.kid };
 }

@@ -29,6 +29,10 @@ export interface CodeGrant {
   nonce: string | null;
   authTime: Date;
   sessionSid: string | null;
+  /** User claims asked for by name for the ID token (OIDC Core §5.5 `claims`). */
+  idTokenClaims?: string[];
+  /** User claims asked for by name for /userinfo. */
+  userinfoClaims?: string[];
 }
 
 export interface OpenedCode extends Omit<CodeGrant, 'redirectUri'> {
@@ -51,6 +55,8 @@ interface Sealed {
   at: number;
   sid: string | null;
   exp: number;
+  ic?: string[];
+  uc?: string[];
 }
 
 export class CodeTooLarge extends Error {
@@ -72,6 +78,8 @@ export function sealCode(key: Buffer, grant: CodeGrant, at: Date, ttl: number): 
     sid: grant.sessionSid,
     exp: at.getTime() + ttl * 1000,
   };
+  if (grant.idTokenClaims?.length) payload.ic = grant.idTokenClaims;
+  if (grant.userinfoClaims?.length) payload.uc = grant.userinfoClaims;
   const salt = randomBytes(16);
   const iv = randomBytes(12);
   const cipher = crypto.createCipheriv('aes-256-gcm', codeKey(key, salt), iv);
@@ -114,6 +122,8 @@ export function openCode(key: Buffer, code: string): OpenedCode | undefined {
     nonce: payload.n,
     authTime: new Date(payload.at),
     sessionSid: payload.sid,
+    idTokenClaims: payload.ic ?? [],
+    userinfoClaims: payload.uc ?? [],
     expiresAt: new Date(payload.exp),
   };
 }

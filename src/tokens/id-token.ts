@@ -1,8 +1,10 @@
 // ID tokens (OIDC Core §2): signed with the client's id_token_signed_response_alg (RS256 unless
 // the client registered another).
 import crypto from 'node:crypto';
+import { compactVerify, decodeJwt } from 'jose';
 import type { SigningAlg } from '../config.js';
 import type { User } from '../db/types.js';
+import { ACR_PASSWORD, AMR_PASSWORD } from '../protocol/acr.js';
 import { signJwt, type TokenDeps } from './access-token.js';
 
 /** OIDC Core §3.1.3.6: left half of the hash of the access token (SHA-512 for Ed25519). */
@@ -12,13 +14,12 @@ export function atHash(accessToken: string, alg: string): string {
   return d.subarray(0, d.length / 2).toString('base64url');
 }
 
-export function userClaims(user: User, scopes: readonly string[]): Record<string, unknown> {
+/** The user's claims released by the scopes, plus those asked for by name (OIDC Core §5.5). */
+export function userClaims(user: User, scopes: readonly string[], requested: readonly string[] = []): Record<string, unknown> {
   const claims: Record<string, unknown> = {};
-  if (scopes.includes('profile')) claims.name = user.name ?? undefined;
-  if (scopes.includes('email')) {
-    claims.email = user.email;
-    claims.email_verified = user.email_verified;
-  }
+  if (scopes.includes('profile') || requested.includes('name')) claims.name = user.name ?? undefined;
+  if (scopes.includes('email') || requested.includes('email')) claims.email = user.email;
+  if (scopes.includes('email') || requested.includes('email_verified')) claims.email_verified = user.email_verified;
   return Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined));
 }
 
@@ -31,6 +32,8 @@ export interface IdTokenInput {
   nonce?: string | null;
   sid?: string | null;
   accessToken: string;
+  /** User claims asked for by name for the ID token (the `claims` request parameter). */
+  requestedClaims?: string[];
 }
 
 export async function signIdToken(deps: TokenDeps, input: IdTokenInput): Promise<string> {
@@ -46,9 +49,46 @@ export async function signIdToken(deps: TokenDeps, input: IdTokenInput): Promise
     auth_time: input.authTime,
     azp: input.clientId,
     at_hash: atHash(input.accessToken, key.alg),
-    ...userClaims(input.user, input.scopes),
+    // one way to log in today: a password (src/protocol/acr.ts)
+    acr: ACR_PASSWORD,
+    amr: AMR_PASSWORD,
+    ...userClaims(input.user, input.scopes, input.requestedClaims),
   };
   if (input.nonce) claims.nonce = input.nonce;
   if (input.sid) claims.sid = input.sid;
   return signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'JWT' }, key.privateKey);
+}
+
+export interface IdTokenHint {
+  sub: string;
+  aud: string[];
+  sid?: string;
+}
+
+/**
+ * An `id_token_hint` (OIDC Core §3.1.2.1): an ID token we issued, so signed by one of our keys
+ * (chosen by kid from our keystore only; the algorithm pinned to that key's), with our `iss`.
+ * An expired one is still a valid hint. Undefined when it is not one.
+ */
+export async function verifyIdTokenHint(deps: Pick<TokenDeps, 'config' | 'keystore'>, hint: string): Promise<IdTokenHint | undefined> {
+  if (hint.length > 8192) return undefined;
+  try {
+    const { protectedHeader } = await compactVerify(
+      hint,
+      (h) => {
+        const k = h.kid ? deps.keystore.verificationKey(h.kid) : undefined;
+        if (!k || k.alg !== h.alg) throw new Error('unknown key');
+        return k.publicKey;
+      },
+      { algorithms: [...new Set(deps.keystore.list().map((k) => k.alg))] },
+    );
+    // an access token is not an ID token
+    if (protectedHeader.typ !== undefined && protectedHeader.typ !== 'JWT') return undefined;
+    const claims = decodeJwt(hint);
+    if (claims.iss !== deps.config.issuer || typeof claims.sub !== 'string' || claims.aud === undefined) return undefined;
+    const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    return { sub: claims.sub, aud, ...(typeof claims.sid === 'string' ? { sid: claims.sid } : {}) };
+  } catch {
+    return undefined;
+  }
 }

@@ -2,6 +2,9 @@
 // configured issuer (never the Host header), serialized once.
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../config.js';
+import { DISPLAY_VALUES, RESPONSE_MODES, UI_LOCALES } from '../../protocol/authorization-request.js';
+import { REQUEST_OBJECT_ALGS } from '../../protocol/request-object.js';
+import { SUPPORTED_ACR_VALUES } from '../../protocol/acr.js';
 
 export interface Capabilities {
   authorization: boolean;
@@ -12,6 +15,8 @@ export interface Capabilities {
   endSession: boolean;
   statusLists: boolean;
   backchannelLogout: boolean;
+  /** RFC 9126 pushed authorization requests. */
+  par: boolean;
   idTokenAlgs: string[];
   scopes: string[];
   claims: string[];
@@ -37,10 +42,15 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
     m.backchannel_logout_supported = true;
     m.backchannel_logout_session_supported = true;
   }
+  if (caps.authorization && caps.par) {
+    m.pushed_authorization_request_endpoint = `${i}/par`;
+    // per client (clients create --require-par), not for every client
+    m.require_pushed_authorization_requests = false;
+  }
   m.scopes_supported = caps.scopes;
   m.response_types_supported = caps.authorization ? ['code'] : [];
   if (caps.authorization) {
-    m.response_modes_supported = ['query'];
+    m.response_modes_supported = RESPONSE_MODES;
     m.code_challenge_methods_supported = ['S256'];
     m.authorization_response_iss_parameter_supported = true;
     m.prompt_values_supported = ['none', 'login', 'consent'];
@@ -55,8 +65,15 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
   if (caps.revocation) m.revocation_endpoint_auth_methods_supported = caps.tokenAuthMethods;
   if (caps.introspection) m.introspection_endpoint_auth_methods_supported = caps.tokenAuthMethods.filter((x) => x !== 'none');
   if (caps.claims.length) m.claims_supported = caps.claims;
-  m.claims_parameter_supported = false;
-  m.request_parameter_supported = false;
+  if (caps.authorization) {
+    m.acr_values_supported = SUPPORTED_ACR_VALUES;
+    m.display_values_supported = DISPLAY_VALUES;
+    m.ui_locales_supported = UI_LOCALES;
+  }
+  m.claims_parameter_supported = caps.authorization;
+  m.request_parameter_supported = caps.authorization;
+  if (caps.authorization) m.request_object_signing_alg_values_supported = REQUEST_OBJECT_ALGS;
+  // request_uri only as the URNs of our PAR endpoint: request objects are never fetched by reference
   m.request_uri_parameter_supported = false;
   if (caps.authorization) m.resource_indicators_supported = true;
   return m;

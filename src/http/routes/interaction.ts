@@ -1,9 +1,11 @@
-// The login and consent pages of an interaction. Each POST is checked for its origin, its CSRF
-// token (bound to the interaction) and the interaction cookie (bound to this browser).
+// The login and consent pages of an interaction. The pending request travels sealed with the
+// interaction (the `s` query parameter, then the `interaction` form field); nothing is stored
+// until the user has logged in. Each POST is checked for its origin, its CSRF token (bound to the
+// interaction) and the interaction cookie (bound to this browser).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AccessDenied, OAuthError, TooManyFailures } from '../../errors.js';
-import { consumeInteraction, findInteraction, markInteractionLoggedIn, type Interaction } from '../../store/interactions.js';
+import { consumeInteraction, InteractionTooLarge, MAX_SEALED_INTERACTION, openInteraction, sealInteraction, type Interaction } from '../../store/interactions.js';
 import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
@@ -11,17 +13,22 @@ import { rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
 import { consentPage, errorPage, loginPage } from '../views/pages.js';
-import { currentSession, errorRedirect, issueCodeRedirect, needsConsent, redirect303 } from '../authorization-flow.js';
+import { codeResponse, currentSession, errorResponse, needsConsent, redirect303, sendAuthorizationResponse } from '../authorization-flow.js';
+import { interactionUrl } from './authorize.js';
 import type { Services } from '../services.js';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 20, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
+const Sealed = Type.Optional(Type.String({ maxLength: MAX_SEALED_INTERACTION }));
+const InteractionQuery = Type.Object({ s: Sealed });
 const LoginBody = Type.Object({
   csrf: Type.Optional(Type.String({ maxLength: 200 })),
+  interaction: Sealed,
   username: Type.Optional(Type.String({ maxLength: 320 })),
   password: Type.Optional(Type.String({ maxLength: MAX_PASSWORD_LENGTH })),
 });
 const ConsentBody = Type.Object({
   csrf: Type.Optional(Type.String({ maxLength: 200 })),
+  interaction: Sealed,
   decision: Type.Optional(Type.String({ maxLength: 20 })),
 });
 
@@ -36,7 +43,8 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     const id = req.params.id;
     // the interaction must have been started in this browser
     if (readSignedCookie(req, svc.cookies.interaction) !== id) return undefined;
-    return findInteraction(svc.rt.db, id, svc.now());
+    const sealed = req.method === 'GET' ? (req.query as { s?: string }).s : (req.body as { interaction?: string } | undefined)?.interaction;
+    return openInteraction(svc.rt.codeSecret, id, sealed, svc.now());
   }
 
   const renderError = (err: OAuthError, _req: FastifyRequest, reply: FastifyReply) => {
@@ -46,13 +54,22 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     return sendPage(reply, config, status, errorPage(err.error, status === 500 ? 'Something went wrong on our side.' : err.description));
   };
 
+  // the form posts from a form_post page go to the client too
   async function renderLogin(reply: FastifyReply, id: string, i: Interaction, status = 200, error?: string, email?: string) {
     const client = await svc.clients.get(i.clientId);
     return sendPage(
       reply,
       config,
       status,
-      loginPage({ action: `${config.issuer}/interaction/${id}/login`, csrf: csrfFor(i), clientName: client?.name ?? i.clientId, email: email ?? i.request.loginHint, error }),
+      loginPage({
+        action: `${config.issuer}/interaction/${id}/login`,
+        csrf: csrfFor(i),
+        interaction: sealInteraction(svc.rt.codeSecret, i),
+        clientName: client?.name ?? i.clientId,
+        email: email ?? i.request.loginHint,
+        error,
+        lang: i.request.uiLocale,
+      }),
       [i.request.redirectUri],
     );
   }
@@ -64,7 +81,15 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       reply,
       config,
       200,
-      consentPage({ action: `${config.issuer}/interaction/${id}/consent`, csrf: csrfFor(i), clientName: client?.name ?? i.clientId, scopes: i.request.scopes, email: user?.email ?? '' }),
+      consentPage({
+        action: `${config.issuer}/interaction/${id}/consent`,
+        csrf: csrfFor(i),
+        interaction: sealInteraction(svc.rt.codeSecret, i),
+        clientName: client?.name ?? i.clientId,
+        scopes: i.request.scopes,
+        email: user?.email ?? '',
+        lang: i.request.uiLocale,
+      }),
       [i.request.redirectUri],
     );
   }
@@ -78,13 +103,17 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       sendPage(reply, config, 403, errorPage('access_denied', 'This form was submitted from another site.'));
       return undefined;
     }
-    const i = await load(req);
-    if (!i) {
+    if (readSignedCookie(req, svc.cookies.interaction) !== req.params.id) {
       sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
       return undefined;
     }
-    if (!csrfMatches(svc.rt.csrfSecret, 'interaction', i.idDigest, req.body?.csrf)) {
+    if (!csrfMatches(svc.rt.csrfSecret, 'interaction', digest(req.params.id), req.body?.csrf)) {
       sendPage(reply, config, 403, errorPage('access_denied', 'The form has expired. Go back and try again.'));
+      return undefined;
+    }
+    const i = await load(req);
+    if (!i) {
+      sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
       return undefined;
     }
     return i;
@@ -102,14 +131,21 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     if (!client) return sendPage(reply, config, 400, errorPage('invalid_client', 'unknown client'));
     if (await needsConsent(svc, client, session.userId, i.request)) {
       // prompt=consent asks once per interaction: after approval in this interaction, continue
-      return redirect303(reply, `${config.issuer}/interaction/${(reply.request.params as { id: string }).id}`);
+      let sealed: string;
+      try {
+        sealed = sealInteraction(svc.rt.codeSecret, i);
+      } catch (err) {
+        if (err instanceof InteractionTooLarge) return sendPage(reply, config, 400, errorPage('invalid_request', err.message));
+        throw err;
+      }
+      return redirect303(reply, interactionUrl(svc, i.id, sealed));
     }
-    if (!(await consumeInteraction(svc.rt.db, i.idDigest))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+    if (!(await consumeInteraction(svc.rt.db, i, svc.now()))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
     reply.clearCookie(svc.cookies.interaction, clearCookieOptions(config));
-    return redirect303(reply, await issueCodeRedirect(svc, i.request, session));
+    return sendAuthorizationResponse(reply, codeResponse(svc, i.request, session));
   }
 
-  app.get<{ Params: { id: string } }>('/interaction/:id', { schema: { params: IdParams }, config: { renderError } }, async (req, reply) => {
+  app.get<{ Params: { id: string } }>('/interaction/:id', { schema: { params: IdParams, querystring: InteractionQuery }, config: { renderError } }, async (req, reply) => {
     const i = await load(req);
     if (!i) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
     const session = await sessionFor(req, i);
@@ -117,7 +153,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     return renderLogin(reply, req.params.id, i);
   });
 
-  app.post<{ Params: { id: string }; Body: { csrf?: string; username?: string; password?: string } }>(
+  app.post<{ Params: { id: string }; Body: { csrf?: string; interaction?: string; username?: string; password?: string } }>(
     '/interaction/:id/login',
     { schema: { params: IdParams, body: LoginBody }, config: { renderError } },
     async (req, reply) => {
@@ -160,13 +196,12 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         userAgent: req.headers['user-agent'],
       });
       reply.setCookie(svc.cookies.session, cookieValue, cookieOptions(config, config.sessionAbsoluteTtl));
-      await markInteractionLoggedIn(svc.rt.db, i.idDigest, user.id, session.sid);
       await svc.audit(req, { type: 'login.success', userId: user.id, clientId: i.clientId, details: { sid: session.sid } });
       return finish(reply, { ...i, userId: user.id, sessionSid: session.sid, loginDone: true }, session);
     },
   );
 
-  app.post<{ Params: { id: string }; Body: { csrf?: string; decision?: string } }>(
+  app.post<{ Params: { id: string }; Body: { csrf?: string; interaction?: string; decision?: string } }>(
     '/interaction/:id/consent',
     { schema: { params: IdParams, body: ConsentBody }, config: { renderError } },
     async (req, reply) => {
@@ -176,15 +211,15 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       if (!session) return renderLogin(reply, req.params.id, i);
       const decision = req.body?.decision;
       if (decision !== 'approve' && decision !== 'deny') return sendPage(reply, config, 400, errorPage('invalid_request', 'Choose allow or deny.'));
-      if (!(await consumeInteraction(svc.rt.db, i.idDigest))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
+      if (!(await consumeInteraction(svc.rt.db, i, svc.now()))) return sendPage(reply, config, 400, errorPage('invalid_request', EXPIRED));
       reply.clearCookie(svc.cookies.interaction, clearCookieOptions(config));
       if (decision === 'deny') {
         await svc.audit(req, { type: 'consent.denied', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
-        return redirect303(reply, errorRedirect(svc, i.request.redirectUri, new AccessDenied('the user denied the request'), i.request.state));
+        return sendAuthorizationResponse(reply, errorResponse(svc, i.request.redirectUri, new AccessDenied('the user denied the request'), i.request.state, i.request.responseMode));
       }
       await rememberConsent(svc.rt.db, session.userId, i.clientId, i.request.scopes, svc.now());
       await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
-      return redirect303(reply, await issueCodeRedirect(svc, i.request, session));
+      return sendAuthorizationResponse(reply, codeResponse(svc, i.request, session));
     },
   );
 }

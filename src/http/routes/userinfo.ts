@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { userClaims } from '../../tokens/id-token.js';
+import { REQUESTABLE_USER_CLAIMS } from '../../protocol/claims-request.js';
 import { isUuid } from '../../store/users.js';
 import { userinfoAudience } from '../../protocol/audience.js';
 import type { Services } from '../services.js';
@@ -15,7 +16,8 @@ export interface AccessTokenGuard {
 export function bearerToken(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (h === undefined) return undefined;
-  const m = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(h);
+  // RFC 7235 §2.1, RFC 6750 §2.1: the scheme name is case-insensitive
+  const m = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(h);
   if (!m) throw new InvalidToken('malformed Authorization header');
   return m[1];
 }
@@ -46,7 +48,9 @@ export function registerUserinfo(app: FastifyInstance, svc: Services, guard: Acc
     if (!isUuid(claims.sub)) throw new InvalidToken('the access token has no user');
     const user = await svc.users.get(claims.sub);
     if (!user || user.disabled) throw new InvalidToken('the user is not active');
-    return { sub: user.id, ...userClaims(user, scopes) };
+    // OIDC Core §5.5: claims asked for by name at /authorize (carried by the code's access token)
+    const requested = Array.isArray(claims.userinfo_claims) ? claims.userinfo_claims.filter((c): c is string => typeof c === 'string' && REQUESTABLE_USER_CLAIMS.includes(c)) : [];
+    return { sub: user.id, ...userClaims(user, scopes, requested) };
   };
   app.get('/userinfo', { config: { renderError } }, handler);
   app.post('/userinfo', { config: { renderError } }, handler);

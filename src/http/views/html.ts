@@ -38,9 +38,10 @@ button.secondary{background:#e6e8ec;color:#1d2330}.row{display:flex;gap:.6rem}.r
 ul{padding-left:1.2rem}.muted{color:#5b6474;font-size:.85rem}
 `;
 
-export function page(title: string, body: SafeHtml): string {
+/** A whole page; `lang` is the page language (ui_locales picks it when a translation exists). */
+export function page(title: string, body: SafeHtml, lang = 'en'): string {
   return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="${lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title}</title><link rel="stylesheet" href="/assets/latchkey.css"></head>
 <body><main>${body}</main></body></html>`.value;
 }

@@ -8,23 +8,25 @@ const SCOPE_TEXT: Record<string, string> = {
   offline_access: 'Stay signed in (keep access while you are away)',
 };
 
-export function loginPage(opts: { action: string; csrf: string; clientName: string; email?: string; error?: string }): string {
+export function loginPage(opts: { action: string; csrf: string; interaction: string; clientName: string; email?: string; error?: string; lang?: string }): string {
   return page(
     'Sign in',
     html`<h1>Sign in to continue to ${opts.clientName}</h1>
 ${opts.error ? html`<p class="error" role="alert">${opts.error}</p>` : ''}
 <form method="post" action="${opts.action}">
 <input type="hidden" name="csrf" value="${opts.csrf}">
+<input type="hidden" name="interaction" value="${opts.interaction}">
 <label for="username">Email</label>
 <input id="username" name="username" type="email" autocomplete="username" required autofocus value="${opts.email ?? ''}">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>`,
+    opts.lang,
   );
 }
 
-export function consentPage(opts: { action: string; csrf: string; clientName: string; scopes: string[]; email: string }): string {
+export function consentPage(opts: { action: string; csrf: string; interaction: string; clientName: string; scopes: string[]; email: string; lang?: string }): string {
   return page(
     'Allow access',
     html`<h1>${opts.clientName} wants to access your account</h1>
@@ -33,12 +35,30 @@ export function consentPage(opts: { action: string; csrf: string; clientName: st
 <ul>${opts.scopes.map((s) => html`<li>${SCOPE_TEXT[s] ?? s}</li>`)}</ul>
 <form method="post" action="${opts.action}">
 <input type="hidden" name="csrf" value="${opts.csrf}">
+<input type="hidden" name="interaction" value="${opts.interaction}">
 <div class="row">
 <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
 <button type="submit" name="decision" value="approve">Allow</button>
 </div>
 </form>`,
+    opts.lang,
   );
+}
+
+/**
+ * OAuth 2.0 Form Post Response Mode §2: the authorization response as a form the browser posts to
+ * the client's redirect URI at once (a nonce-bound script; a button when scripts are off).
+ */
+export function formPostPage(opts: { action: string; fields: Record<string, string | undefined>; nonce: string }): string {
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Continue</title></head>
+<body>
+<form method="post" action="${opts.action}">
+${Object.entries(opts.fields).map(([k, v]) => (v === undefined ? '' : html`<input type="hidden" name="${k}" value="${v}">`))}
+<noscript><button type="submit">Continue</button></noscript>
+</form>
+<script nonce="${opts.nonce}">document.forms[0].submit()</script>
+</body></html>`.value;
 }
 
 export function errorPage(error: string, description: string): string {

@@ -1,0 +1,40 @@
+// Pushed authorization requests (RFC 9126): the client authenticates as at /token and pushes the
+// parameters of an authorization request; they are validated as /authorize would (a request
+// object is opened here), and stored under the digest of a random request_uri, usable once, for
+// 60 seconds, by any replica.
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { OAuthError } from '../../errors.js';
+import { RedirectError, UnsafeRequestError, validateAuthorizationRequest, type RawParams } from '../../protocol/authorization-request.js';
+import { storePushedRequest } from '../../store/interactions.js';
+import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
+import { FormBody, OAuthErrorResponse } from '../schemas/form.js';
+import { validationOptions } from './authorize.js';
+import type { Services } from '../services.js';
+
+export const PAR_TTL = 60;
+// the client authentication parameters are not part of the authorization request
+const CLIENT_AUTH_PARAMS = new Set(['client_secret', 'client_assertion', 'client_assertion_type']);
+const ParResponse = Type.Object({ request_uri: Type.String(), expires_in: Type.Integer() });
+
+export function registerPar(app: FastifyInstance, svc: Services): void {
+  const endpoint = `${svc.config.issuer}/par`;
+  app.post('/par', { schema: { body: FormBody, response: { 201: ParResponse, '4xx': OAuthErrorResponse } } }, async (req, reply) => {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    const body = (req.body ?? {}) as FormParams;
+    const client = await authenticateClient(svc, req, singleParams(Object.fromEntries(Object.entries(body).filter(([k]) => k !== 'resource'))), endpoint);
+    const params: RawParams = Object.fromEntries(Object.entries(body).filter(([k]) => !CLIENT_AUTH_PARAMS.has(k)));
+    params.client_id = client.clientId;
+    let validated;
+    try {
+      validated = await validateAuthorizationRequest(params, { ...validationOptions(svc), pushing: true });
+    } catch (err) {
+      // RFC 9126 §2.3: errors are answered here, as at the token endpoint, never redirected
+      if (err instanceof UnsafeRequestError) throw new OAuthError(err.error, err.description);
+      if (err instanceof RedirectError) throw err.oauth;
+      throw err;
+    }
+    const requestUri = await storePushedRequest(svc.rt.db, { clientId: client.clientId, params: validated.params, at: svc.now(), ttl: PAR_TTL });
+    return reply.code(201).send({ request_uri: requestUri, expires_in: PAR_TTL });
+  });
+}
