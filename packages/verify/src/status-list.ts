@@ -208,6 +208,7 @@ async function readText(res: Response, max: number): Promise<string> {
 
 function describe(err: unknown): string {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
-  const cause = e?.cause ? ` (${e.cause.code ?? e.cause.message})` : '';
+  const detail = e?.cause?.code ?? e?.cause?.message;
+  const cause = typeof detail === 'string' ? ` (${detail})` : '';
   return `${e?.code ?? e?.name ?? 'Error'}: ${e?.message ?? String(err)}${cause}`;
 }
