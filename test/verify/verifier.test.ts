@@ -199,6 +199,37 @@ t.test('with no list ever fetched, an unreachable issuer means refusal', async (
   t.ok(logs.some((l) => l.event === 'status_list.unavailable'));
 });
 
+t.test('a key removed from the JWKS (rotated out, revoked) is no longer trusted once jwksMaxAge has passed', async (t) => {
+  // jwksMaxAge 0: every verification asks for the JWKS (jose's cache runs on wall-clock time)
+  const { issuer, verifier, logs } = await setup(t, { jwksMaxAge: 0 });
+  const old = issuer.key;
+  t.ok(await verifier.verify(await issuer.signAccessToken()), 'signed by k1 while k1 is published');
+  issuer.key = await signingKey('k2');
+  issuer.jwks = [issuer.key];
+  issuer.overrides.key = old; // whoever still holds k1 signs the lists
+  revoke(issuer, 5); // a changed list: answered in full, not 304
+  await refusal(t, verifier.verify(await issuer.signAccessToken({}, { key: old })), 'unknown_key', 'a token signed by the removed key');
+  issuer.advance(11);
+  const token = await issuer.signAccessToken();
+  t.ok(await verifier.verify(token), 'a k2 token, while the list signed by k1 is refused: the last good list answers');
+  t.match(logs.find((l) => l.event === 'status_list.fetch_failed')?.error, /NO_MATCHING_KEY/, 'the list signed by the removed key was refused');
+  issuer.advance(61);
+  await refusal(t, verifier.verify(token), 'status_unavailable', 'and past maxStaleness, nothing is accepted on its word');
+});
+
+t.test('an unreachable JWKS: the last copy stands in for maxStaleness, then refusal', async (t) => {
+  const { issuer, verifier, logs } = await setup(t, { jwksMaxAge: 0, statusList: 'off' });
+  t.ok(await verifier.verify(await issuer.signAccessToken()));
+  issuer.down = true;
+  t.ok(await verifier.verify(await issuer.signAccessToken()), 'within maxStaleness of the last JWKS: accepted');
+  t.ok(logs.some((l) => l.event === 'keys.stale' && l.level === 'warn'), 'and logged');
+  issuer.down = false;
+  const strict = createVerifier({ issuer: issuer.url, audience: AUD, now: issuer.now, jwksMaxAge: 0, maxStaleness: 0, statusList: 'off', onLog: () => {} });
+  t.ok(await strict.verify(await issuer.signAccessToken()));
+  issuer.down = true;
+  await refusal(t, strict.verify(await issuer.signAccessToken()), 'keys_unavailable', 'with maxStaleness 0: refused at once');
+});
+
 t.test('an unreachable JWKS means refusal', async (t) => {
   const { issuer, verifier, logs } = await setup(t);
   issuer.down = true;

@@ -1,6 +1,6 @@
 // createVerifier: an RFC 9068 access token, verified with jose against the issuer's JWKS with pinned
 // algorithms, then (when it carries one) checked against its Token Status List.
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwksCache, jwtVerify, type ExportedJWKSCache, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { InsufficientScope, InvalidToken, type VerifyReason } from './errors.js';
 import { StatusListCache, StatusUnavailable, STATUS_SUSPENDED, statusAt, type LogEntry, type LogFn } from './status-list.js';
 
@@ -21,6 +21,11 @@ export interface VerifierOptions {
   maxStaleness?: number;
   /** Default `<issuer>/.well-known/jwks.json`. */
   jwksUri?: string;
+  /**
+   * Seconds the JWKS is used before it is fetched again (an unknown `kid` refetches sooner). A key
+   * the issuer removed (rotated out or revoked) is trusted at most this long. Default 60.
+   */
+  jwksMaxAge?: number;
   /** Default `globalThis.fetch`; used for the JWKS and the status lists. */
   fetch?: typeof fetch;
   /** Where the verifier reports what an operator must know (a list it cannot fetch, failing closed). Default: one JSON line on stderr for warn and error. */
@@ -83,10 +88,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const fetchTimeout = options.fetchTimeout ?? 5000;
   const issuerOrigin = new URL(issuer).origin;
 
-  const keys = createRemoteJWKSet(new URL(options.jwksUri ?? `${issuer.replace(/\/$/, '')}/.well-known/jwks.json`), {
-    timeoutDuration: fetchTimeout,
-    [customFetch]: fetchImpl,
-  });
+  const jwksMaxAge = options.jwksMaxAge ?? 60;
+  if (!(jwksMaxAge >= 0)) throw new TypeError('jwksMaxAge must be a number of seconds ≥ 0');
+  const keys = keysWithStaleFallback(
+    new URL(options.jwksUri ?? `${issuer.replace(/\/$/, '')}/.well-known/jwks.json`),
+    { fetchTimeout, fetch: fetchImpl, maxAgeMs: jwksMaxAge * 1000, maxStalenessMs: maxStaleness * 1000, log },
+  );
   const lists = new StatusListCache({
     issuer,
     algorithms,
@@ -160,6 +167,33 @@ export function createVerifier(options: VerifierOptions): Verifier {
       }
       return claims;
     },
+  };
+}
+
+/**
+ * jose's remote JWKS, refreshed every `maxAgeMs`; when a refresh fails (the issuer unreachable), the
+ * last JWKS it fetched stands in for `maxStalenessMs` more, as a status list does — then tokens are
+ * refused. (jose keeps its own copy in the `jwksCache` object; its timestamp is wall-clock time.)
+ */
+function keysWithStaleFallback(url: URL, o: { fetchTimeout: number; fetch: typeof fetch; maxAgeMs: number; maxStalenessMs: number; log: LogFn }): JWTVerifyGetKey {
+  const cache = {} as ExportedJWKSCache;
+  const remote = createRemoteJWKSet(url, { timeoutDuration: o.fetchTimeout, cacheMaxAge: o.maxAgeMs, [customFetch]: o.fetch, [jwksCache]: cache });
+  let staleLogged = false;
+  return async (header, token) => {
+    try {
+      const key = await remote(header, token);
+      staleLogged = false;
+      return key;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const fetchFailed = code !== 'ERR_JWKS_NO_MATCHING_KEY' && code !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' && code !== 'ERR_JOSE_NOT_SUPPORTED';
+      if (!fetchFailed || !cache.jwks || !(Date.now() < cache.uat + o.maxAgeMs + o.maxStalenessMs)) throw err;
+      if (!staleLogged) {
+        staleLogged = true;
+        o.log({ level: 'warn', event: 'keys.stale', message: "the issuer's JWKS cannot be refreshed: using the copy fetched at " + new Date(cache.uat).toISOString(), error: `${code ?? (err as Error).name}: ${(err as Error).message}` });
+      }
+      return createLocalJWKSet(cache.jwks)(header, token);
+    }
   };
 }
 
