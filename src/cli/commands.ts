@@ -20,6 +20,7 @@ import { ADMIN_SCOPE, RESERVED_SCOPES, isValidScopeToken } from '../protocol/sco
 import { SUPPORTED_ALGS } from '../config.js';
 import { ClientJwksError, readClientJwks } from '../protocol/client-jwks.js';
 import { keysCommands } from './keys-commands.js';
+import { planCommands } from './plan.js';
 import { CLIENTS_CHANNEL } from '../store/client-cache.js';
 import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser, revokeClientFamilies, revokeSession } from '../accounts/lifecycle.js';
 import { listFamilies } from '../store/refresh-families.js';
@@ -520,7 +521,7 @@ export const commands: Record<string, Command> = {
   },
 };
 
-Object.assign(commands, keysCommands);
+Object.assign(commands, keysCommands, planCommands);
 
 const GROUPS = ['users', 'clients', 'kek', 'keys', 'sessions', 'logout-notices'];
 
