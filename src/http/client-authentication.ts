@@ -26,12 +26,12 @@ export function resourceParams(body: FormParams): string[] {
   return [...new Set(list.filter((x) => x !== ''))];
 }
 
-export async function authenticateClient(svc: Services, req: FastifyRequest, params: Record<string, string | undefined>, endpoint: string): Promise<Client> {
+export async function authenticateClient(svc: Services, req: FastifyRequest, params: Record<string, string | undefined>): Promise<Client> {
   const cred = extractClientCredentials(req.headers.authorization, params);
   await svc.limits.clientAuth.check(req, cred.clientId);
   const client = cred.clientId.length <= 200 ? await svc.clients.get(cred.clientId) : undefined;
   try {
-    return await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, endpoint, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
+    return await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
   } catch (err) {
     if (err instanceof InvalidClient) {
       await svc.limits.clientAuth.fail(req, cred.clientId);

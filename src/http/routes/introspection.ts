@@ -21,11 +21,10 @@ function maySee(caller: Client, clientId: string, aud: string | string[]): boole
 }
 
 export function registerIntrospection(app: FastifyInstance, svc: Services, guard: AccessTokenGuard): void {
-  const endpoint = `${svc.config.issuer}/introspect`;
   app.post('/introspect', { schema: { body: FormBody } }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
     const params = singleParams((req.body ?? {}) as FormParams);
-    const caller = await authenticateClient(svc, req, params, endpoint);
+    const caller = await authenticateClient(svc, req, params);
     if (caller.isPublic) throw new InvalidClient('introspection is for confidential clients');
     const token = params.token;
     if (!token) throw new InvalidRequest('token is missing');
