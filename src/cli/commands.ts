@@ -302,7 +302,7 @@ export const commands: Record<string, Command> = {
 
   'clients create': {
     usage:
-      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--admin]',
+      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--resource-server A]… [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--admin]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -311,6 +311,7 @@ export const commands: Record<string, Command> = {
       'grant-types': { type: 'string' },
       scopes: { type: 'string' },
       audiences: { type: 'string' },
+      'resource-server': { type: 'string', multiple: true },
       'first-party': { type: 'boolean' },
       'auth-method': { type: 'string' },
       'id-token-alg': { type: 'string' },
@@ -370,6 +371,14 @@ export const commands: Record<string, Command> = {
         scopes.push(ADMIN_SCOPE);
         audiences.push(`${ctx.config.issuer}/admin`);
       }
+      // RFC 7662 §4: only a resource server registered for an audience may introspect its tokens;
+      // the issuer's own audiences (userinfo, admin) belong to no client
+      const resourceServers = list(v['resource-server']);
+      for (const a of resourceServers) {
+        validateAbsoluteUri(a, '--resource-server');
+        if (a === ctx.config.issuer || a.startsWith(`${ctx.config.issuer}/`)) throw new CliError(`--resource-server ${a}: the issuer's own audiences cannot be served by a client`);
+      }
+      if (resourceServers.length > 0 && isPublic) throw new CliError('--resource-server needs a confidential client (introspection authenticates the caller)');
       const clientSecret = isPublic || authMethod === 'private_key_jwt' ? undefined : randomToken(32);
       const client = await insertClient(
         ctx.db,
@@ -390,6 +399,7 @@ export const commands: Record<string, Command> = {
           requirePkce: !v['pkce-optional'],
           isAdmin,
           refreshWithoutOffline: Boolean(v['refresh-without-offline']),
+          resourceServers: [...new Set(resourceServers)],
         },
         new Date(ctx.clock.now()),
       );

@@ -34,6 +34,7 @@ export interface ClientsTable {
   require_pkce: Generated<boolean>;
   is_admin: Generated<boolean>;
   refresh_without_offline: Generated<boolean>;
+  resource_servers: ColumnType<string[], string | undefined, string>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';

@@ -21,6 +21,8 @@ export interface Client {
   requirePkce: boolean;
   isAdmin: boolean;
   refreshWithoutOffline: boolean;
+  /** The audiences this client serves as a resource server: it may introspect their tokens. */
+  resourceServers: string[];
 }
 
 export function toClient(row: ClientRow): Client {
@@ -42,6 +44,7 @@ export function toClient(row: ClientRow): Client {
     requirePkce: row.require_pkce,
     isAdmin: row.is_admin,
     refreshWithoutOffline: row.refresh_without_offline,
+    resourceServers: row.resource_servers,
   };
 }
 
@@ -62,6 +65,7 @@ export interface NewClient {
   requirePkce?: boolean;
   isAdmin?: boolean;
   refreshWithoutOffline?: boolean;
+  resourceServers?: string[];
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -84,6 +88,7 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       require_pkce: c.requirePkce ?? true,
       is_admin: c.isAdmin ?? false,
       refresh_without_offline: c.refreshWithoutOffline ?? false,
+      resource_servers: JSON.stringify(c.resourceServers ?? []),
       created_at: at,
       updated_at: at,
     })
@@ -117,6 +122,7 @@ export function publicClient(c: Client): Record<string, unknown> {
     grant_types: c.grantTypes,
     scopes: c.scopes,
     audiences: c.audiences,
+    resource_servers: c.resourceServers,
     first_party: c.firstParty,
     token_endpoint_auth_method: c.authMethod ?? (c.isPublic ? 'none' : 'client_secret_basic|client_secret_post'),
     id_token_signed_response_alg: c.idTokenAlg,
