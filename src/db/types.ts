@@ -93,6 +93,7 @@ export interface ConsentsTable {
   user_id: string;
   client_id: string;
   scopes: Json<string[]>;
+  audiences: ColumnType<string[], string | undefined, string>;
   updated_at: Timestamp;
 }
 

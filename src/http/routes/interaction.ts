@@ -7,7 +7,7 @@ import { consumeInteraction, findInteraction, markInteractionLoggedIn, type Inte
 import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
-import { rememberConsent } from '../../store/consents.js';
+import { audiencesToConsent, rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
 import { consentPage, errorPage, loginPage } from '../views/pages.js';
@@ -64,7 +64,14 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       reply,
       config,
       200,
-      consentPage({ action: `${config.issuer}/interaction/${id}/consent`, csrf: csrfFor(i), clientName: client?.name ?? i.clientId, scopes: i.request.scopes, email: user?.email ?? '' }),
+      consentPage({
+        action: `${config.issuer}/interaction/${id}/consent`,
+        csrf: csrfFor(i),
+        clientName: client?.name ?? i.clientId,
+        scopes: i.request.scopes,
+        audiences: audiencesToConsent(i.request.resources, client?.audiences ?? []),
+        email: user?.email ?? '',
+      }),
       [i.request.redirectUri],
     );
   }
@@ -182,8 +189,10 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         await svc.audit(req, { type: 'consent.denied', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
         return redirect303(reply, errorRedirect(svc, i.request.redirectUri, new AccessDenied('the user denied the request'), i.request.state));
       }
-      await rememberConsent(svc.rt.db, session.userId, i.clientId, i.request.scopes, svc.now());
-      await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
+      const client = await svc.clients.get(i.clientId);
+      const audiences = audiencesToConsent(i.request.resources, client?.audiences ?? []);
+      await rememberConsent(svc.rt.db, session.userId, i.clientId, { scopes: i.request.scopes, audiences }, svc.now());
+      await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes, audiences } });
       return redirect303(reply, await issueCodeRedirect(svc, i.request, session));
     },
   );
