@@ -132,8 +132,10 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       if (!i) return reply;
       const email = (req.body?.username ?? '').trim();
       const password = req.body?.password ?? '';
+      // the attempt is counted before the hash, so concurrent attempts cannot pass the limit
+      let attempt;
       try {
-        await svc.limits.login.check(req, email);
+        attempt = await svc.limits.login.begin(req, email);
       } catch (err) {
         if (err instanceof TooManyFailures) {
           reply.header('retry-after', err.headers['retry-after']);
@@ -141,14 +143,22 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         }
         throw err;
       }
-      const user = email ? await findUserByEmail(svc.rt.db, email) : undefined;
-      // unknown emails cost the same argon2 verification as wrong passwords
-      const ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
+      let user, ok;
+      try {
+        user = email ? await findUserByEmail(svc.rt.db, email) : undefined;
+        // unknown emails cost the same argon2 verification as wrong passwords
+        ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
+      } catch (err) {
+        // not judged (the hashing queue is full, the database failed): it does not count
+        await attempt.uncount();
+        throw err;
+      }
       if (!user || !ok || user.disabled) {
-        await svc.limits.login.fail(req, email);
+        // a failure stays counted
         await svc.audit(req, { type: 'login.failure', userId: user?.id ?? null, clientId: i.clientId, details: { reason: !user ? 'unknown_user' : user.disabled ? 'disabled' : 'bad_password' } });
         return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
       }
+      await attempt.uncount();
       if (svc.rt.passwords.needsRehash(user.password_hash)) {
         await setPasswordHash(svc.rt.db, user.id, await svc.rt.passwords.hash(password), svc.now());
       }
