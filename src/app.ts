@@ -123,7 +123,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   await app.register(cookie, { secret: rt.cookieSecret.toString('base64url'), hook: 'onRequest' });
   registerSecurityHeaders(app, { https: config.issuerIsHttps });
   await app.register(inputSanity);
-  const limits = await registerFailureLimits(app, config);
+  const limits = await registerFailureLimits(app, config, () => rt.clock.now());
 
   const clients = new ClientCache(rt.db, rt.clock);
   const stopClients = await clients.start(rt.dbh, health);

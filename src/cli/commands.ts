@@ -323,7 +323,7 @@ export const commands: Record<string, Command> = {
 
   'clients create': {
     usage:
-      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--require-par] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
+      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--resource-server A]… [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--require-par] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -332,6 +332,7 @@ export const commands: Record<string, Command> = {
       'grant-types': { type: 'string' },
       scopes: { type: 'string' },
       audiences: { type: 'string' },
+      'resource-server': { type: 'string', multiple: true },
       'first-party': { type: 'boolean' },
       'auth-method': { type: 'string' },
       'id-token-alg': { type: 'string' },
@@ -397,6 +398,14 @@ export const commands: Record<string, Command> = {
         scopes.push(ADMIN_SCOPE);
         audiences.push(`${ctx.config.issuer}/admin`);
       }
+      // RFC 7662 §4: only a resource server registered for an audience may introspect its tokens;
+      // the issuer's own audiences (userinfo, admin) belong to no client
+      const resourceServers = list(v['resource-server']);
+      for (const a of resourceServers) {
+        validateAbsoluteUri(a, '--resource-server');
+        if (a === ctx.config.issuer || a.startsWith(`${ctx.config.issuer}/`)) throw new CliError(`--resource-server ${a}: the issuer's own audiences cannot be served by a client`);
+      }
+      if (resourceServers.length > 0 && isPublic) throw new CliError('--resource-server needs a confidential client (introspection authenticates the caller)');
       const clientSecret = isPublic || authMethod === 'private_key_jwt' ? undefined : randomToken(32);
       const client = await insertClient(
         ctx.db,
@@ -420,6 +429,7 @@ export const commands: Record<string, Command> = {
           backchannelLogoutUri: bclUri ?? null,
           backchannelLogoutSessionRequired: Boolean(v['backchannel-logout-session-required']),
           requirePar: Boolean(v['require-par']),
+          resourceServers: [...new Set(resourceServers)],
         },
         new Date(ctx.clock.now()),
       );

@@ -39,6 +39,7 @@ export interface ClientsTable {
   backchannel_logout_uri: ColumnType<string | null, string | null | undefined, string | null>;
   backchannel_logout_session_required: Generated<boolean>;
   require_par: Generated<boolean>;
+  resource_servers: ColumnType<string[], string | undefined, string>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -97,6 +98,7 @@ export interface ConsentsTable {
   user_id: string;
   client_id: string;
   scopes: Json<string[]>;
+  audiences: ColumnType<string[], string | undefined, string>;
   updated_at: Timestamp;
 }
 

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Client } from '../store/clients.js';
 import { findLiveSession, type LoginSession } from '../store/login-sessions.js';
-import { grantedScopes } from '../store/consents.js';
+import { audiencesToConsent, consentCovers, findConsent } from '../store/consents.js';
 import { CodeTooLarge, sealCode } from '../tokens/codes.js';
 import { InvalidRequest } from '../errors.js';
 import { buildRedirect, type AuthorizationRequest, type ResponseMode } from '../protocol/authorization-request.js';
@@ -35,8 +35,9 @@ export function sessionSatisfies(request: AuthorizationRequest, session: LoginSe
 export async function needsConsent(svc: Services, client: Client, userId: string, request: AuthorizationRequest): Promise<boolean> {
   if (client.firstParty) return false;
   if (request.prompt.includes('consent')) return true;
-  const granted = new Set(await grantedScopes(svc.rt.db, userId, client.clientId));
-  return !request.scopes.every((s) => granted.has(s));
+  // remembered consent must cover the audiences too: a new resource asks again
+  const consent = await findConsent(svc.rt.db, userId, client.clientId);
+  return !consentCovers(consent, request.scopes, audiencesToConsent(request.resources, client.audiences));
 }
 
 /** An authorization response (code or error) on its way to the client's verified redirect URI. */

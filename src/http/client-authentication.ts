@@ -26,17 +26,22 @@ export function resourceParams(body: FormParams): string[] {
   return [...new Set(list.filter((x) => x !== ''))];
 }
 
-export async function authenticateClient(svc: Services, req: FastifyRequest, params: Record<string, string | undefined>, endpoint: string): Promise<Client> {
+export async function authenticateClient(svc: Services, req: FastifyRequest, params: Record<string, string | undefined>): Promise<Client> {
   const cred = extractClientCredentials(req.headers.authorization, params);
-  await svc.limits.clientAuth.check(req, cred.clientId);
-  const client = cred.clientId.length <= 200 ? await svc.clients.get(cred.clientId) : undefined;
+  // counted before the check, so concurrent attempts cannot pass the limit; a success uncounts it
+  const attempt = await svc.limits.clientAuth.begin(req, cred.clientId);
+  let client: Client | undefined;
   try {
-    return await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, endpoint, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
+    client = cred.clientId.length <= 200 ? await svc.clients.get(cred.clientId) : undefined;
+    const verified = await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
+    await attempt.uncount();
+    return verified;
   } catch (err) {
-    if (err instanceof InvalidClient) {
-      await svc.limits.clientAuth.fail(req, cred.clientId);
-      await svc.audit(req, { type: 'client_auth.failure', clientId: client ? client.clientId : null, details: { method: cred.method, reason: err.description } });
+    if (!(err instanceof InvalidClient)) {
+      await attempt.uncount();
+      throw err;
     }
+    await svc.audit(req, { type: 'client_auth.failure', clientId: client ? client.clientId : null, details: { method: cred.method, reason: err.description } });
     throw err;
   }
 }

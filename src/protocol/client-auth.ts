@@ -1,7 +1,8 @@
 // Client authentication at the back-channel endpoints (RFC 6749 §2.3, RFC 7523 private_key_jwt,
 // OIDC Core §9): exactly one method per request; secrets compared by digest in constant time;
 // assertions verified against the client's registered keys with pinned algorithms, `jti` replay
-// refused.
+// refused, and `aud` exactly the issuer (draft-ietf-oauth-rfc7523bis: no endpoint URLs, no
+// array carrying other audiences, which an assertion made for another server could).
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
@@ -70,10 +71,14 @@ export function extractClientCredentials(authorization: string | undefined, para
 export interface VerifyClientDeps {
   db: Kysely<Database>;
   issuer: string;
-  /** The URL of the endpoint being called (accepted as an assertion audience too). */
-  endpoint: string;
   now: Date;
   leeway: number;
+}
+
+/** rfc7523bis: `aud` is the issuer as a string, or an array whose only value is the issuer. */
+function isExactlyIssuer(aud: unknown, issuer: string): boolean {
+  if (typeof aud === 'string') return aud === issuer;
+  return Array.isArray(aud) && aud.length === 1 && aud[0] === issuer;
 }
 
 /** Verify the credentials against the registered client; throws InvalidClient on any mismatch. */
@@ -98,7 +103,6 @@ export async function verifyClient(client: Client | undefined, cred: ClientCrede
           algorithms: CLIENT_ASSERTION_ALGS,
           issuer: client.clientId,
           subject: client.clientId,
-          audience: [deps.issuer, `${deps.issuer}/token`, deps.endpoint],
           currentDate: deps.now,
           clockTolerance: deps.leeway,
           requiredClaims: ['exp', 'jti', 'iss', 'sub', 'aud'],
@@ -106,6 +110,7 @@ export async function verifyClient(client: Client | undefined, cred: ClientCrede
       } catch {
         throw new InvalidClient('the client assertion is invalid');
       }
+      if (!isExactlyIssuer(payload.aud, deps.issuer)) throw new InvalidClient('the client assertion audience must be exactly the issuer');
       if (payload.exp! > nowSec + MAX_ASSERTION_LIFETIME + deps.leeway) throw new InvalidClient('the client assertion lives too long');
       if (typeof payload.jti !== 'string' || payload.jti.length > 200) throw new InvalidClient('the client assertion needs a jti');
       // replay: a jti is accepted once per client until the assertion expires

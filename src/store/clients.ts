@@ -29,6 +29,8 @@ export interface Client {
   backchannelLogoutSessionRequired: boolean;
   /** RFC 9126 §6: authorization requests only through the PAR endpoint. */
   requirePar: boolean;
+  /** The audiences this client serves as a resource server: it may introspect their tokens. */
+  resourceServers: string[];
 }
 
 export function toClient(row: ClientRow): Client {
@@ -54,6 +56,7 @@ export function toClient(row: ClientRow): Client {
     backchannelLogoutUri: row.backchannel_logout_uri,
     backchannelLogoutSessionRequired: row.backchannel_logout_session_required,
     requirePar: row.require_par,
+    resourceServers: row.resource_servers,
   };
 }
 
@@ -77,6 +80,7 @@ export interface NewClient {
   backchannelLogoutUri?: string | null;
   backchannelLogoutSessionRequired?: boolean;
   requirePar?: boolean;
+  resourceServers?: string[];
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -102,6 +106,7 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       backchannel_logout_uri: c.backchannelLogoutUri ?? null,
       backchannel_logout_session_required: c.backchannelLogoutSessionRequired ?? false,
       require_par: c.requirePar ?? false,
+      resource_servers: JSON.stringify(c.resourceServers ?? []),
       created_at: at,
       updated_at: at,
     })
@@ -161,6 +166,7 @@ export function publicClient(c: Client): Record<string, unknown> {
     grant_types: c.grantTypes,
     scopes: c.scopes,
     audiences: c.audiences,
+    resource_servers: c.resourceServers,
     first_party: c.firstParty,
     token_endpoint_auth_method: c.authMethod ?? (c.isPublic ? 'none' : 'client_secret_basic|client_secret_post'),
     id_token_signed_response_alg: c.idTokenAlg,

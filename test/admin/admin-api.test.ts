@@ -39,7 +39,7 @@ for (const backend of backends()) {
     const adminish = await createClient(e.rt, ['--name', 'Reports', '--admin', '--scopes', 'reports:read']);
     // a normal client that registered the admin audience: it can never get latchkey:admin
     const squatter = await createClient(e.rt, ['--name', 'Squatter', '--grant-types', 'client_credentials', '--scopes', 'reports:read', '--audiences', `${issuer}/admin`]);
-    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--audiences', API]);
+    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--resource-server', API]);
 
     const adminToken = async (c: TestClient, scope: string): Promise<Reply> =>
       tokenRequest(issuer, { grant_type: 'client_credentials', scope, resource: `${issuer}/admin` }, { clientId: c.clientId, secret: c.clientSecret });

@@ -67,7 +67,7 @@ for (const backend of backends()) {
       nbf?: number;
     }
     async function assertion(o: AssertionOptions = {}): Promise<string> {
-      const payload: JWTPayload = { iss: o.iss ?? clientId, sub: o.sub ?? clientId, aud: o.aud ?? tokenEndpoint, iat: now() };
+      const payload: JWTPayload = { iss: o.iss ?? clientId, sub: o.sub ?? clientId, aud: o.aud ?? issuer, iat: now() };
       if (o.exp !== null) payload.exp = o.exp ?? now() + 60;
       if (o.jti !== null) payload.jti = o.jti ?? crypto.randomUUID();
       if (o.nbf !== undefined) payload.nbf = o.nbf;
@@ -98,9 +98,8 @@ for (const backend of backends()) {
 
     t.test('a valid assertion authenticates the client', async (t) => {
       for (const [what, aud] of [
-        ['aud = token endpoint', tokenEndpoint],
         ['aud = issuer', issuer],
-        ['aud = [issuer, another]', [issuer, 'https://other.example']],
+        ['aud = [issuer]', [issuer]],
       ] as const) {
         const r = await withAssertion(await assertion({ aud: aud as string | string[] }));
         t.equal(r.status, 200, what);
@@ -134,6 +133,9 @@ for (const backend of backends()) {
     t.test('claims that are wrong', async (t) => {
       await refused(t, 'aud of another server', assertion({ aud: 'https://other.example/token' }));
       await refused(t, 'aud of another endpoint of ours', assertion({ aud: `${issuer}/userinfo` }));
+      // draft-ietf-oauth-rfc7523bis: the issuer only, never an endpoint URL or a list with others
+      await refused(t, 'aud = token endpoint', assertion({ aud: tokenEndpoint }));
+      await refused(t, 'aud = [issuer, another]', assertion({ aud: [issuer, 'https://other.example'] }));
       await refused(t, 'exp too far ahead', assertion({ exp: now() + 3600 }));
       await refused(t, 'exp just past the allowed lifetime and leeway', assertion({ exp: now() + 300 + env.config.clockLeewaySeconds + 5 }));
       await refused(t, 'expired', assertion({ exp: now() - env.config.clockLeewaySeconds - 5 }));
@@ -147,16 +149,16 @@ for (const backend of backends()) {
     t.test('keys and algorithms that are wrong', async (t) => {
       await refused(t, 'signed by another key, same kid', assertion({ key: stranger.privateKey }));
       await refused(t, 'signed by another key, no kid', assertion({ key: stranger.privateKey, kid: null }));
-      const unsigned = new UnsecuredJWT({ iss: clientId, sub: clientId, aud: tokenEndpoint, jti: crypto.randomUUID(), exp: now() + 60 }).encode();
+      const unsigned = new UnsecuredJWT({ iss: clientId, sub: clientId, aud: issuer, jti: crypto.randomUUID(), exp: now() + 60 }).encode();
       await refused(t, 'alg none', unsigned);
       // HS256 keyed with the client's public key (the algorithm-confusion attack) and with a guess
       const publicJwkText = fs.readFileSync(jwksFile, 'utf8');
       const hs = (secret: Uint8Array) =>
-        new SignJWT({ iss: clientId, sub: clientId, aud: tokenEndpoint, jti: crypto.randomUUID(), exp: now() + 60 }).setProtectedHeader({ alg: 'HS256', kid }).sign(secret);
+        new SignJWT({ iss: clientId, sub: clientId, aud: issuer, jti: crypto.randomUUID(), exp: now() + 60 }).setProtectedHeader({ alg: 'HS256', kid }).sign(secret);
       await refused(t, 'HS256 with the public key as secret', hs(new TextEncoder().encode(publicJwkText)));
       await refused(t, 'HS256 with a random secret', hs(crypto.randomBytes(32)));
       // a header that names its own key is not a key source
-      const embedded = await new SignJWT({ iss: clientId, sub: clientId, aud: tokenEndpoint, jti: crypto.randomUUID(), exp: now() + 60 })
+      const embedded = await new SignJWT({ iss: clientId, sub: clientId, aud: issuer, jti: crypto.randomUUID(), exp: now() + 60 })
         .setProtectedHeader({ alg: 'ES256', jwk: await exportJWK(stranger.publicKey) })
         .sign(stranger.privateKey);
       await refused(t, 'a jwk in the header', embedded);
@@ -183,7 +185,7 @@ for (const backend of backends()) {
       t.equal(r.status, 401);
       t.equal(r.json.error, 'invalid_client', 'a secret for a private_key_jwt client');
       const secretClient = await createClient(env.rt, ['--name', 'Secret Client', '--grant-types', 'client_credentials', '--scopes', 'api:read', '--audiences', 'https://api.example.com']);
-      const forSecret = await new SignJWT({ iss: secretClient.clientId, sub: secretClient.clientId, aud: tokenEndpoint, jti: crypto.randomUUID(), exp: now() + 60 })
+      const forSecret = await new SignJWT({ iss: secretClient.clientId, sub: secretClient.clientId, aud: issuer, jti: crypto.randomUUID(), exp: now() + 60 })
         .setProtectedHeader({ alg: 'ES256', kid })
         .sign(registered.privateKey);
       r = await withAssertion(forSecret);

@@ -23,7 +23,7 @@ for (const backend of backends()) {
     await createUser(e.rt, 'cora@example.com', 'cora password 1');
     const app = await createClient(e.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', 'https://api.example.com', '--scopes', 'openid profile offline_access api:read']);
     const other = await createClient(e.rt, ['--name', 'Other', '--redirect-uri', REDIRECT, '--first-party']);
-    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--audiences', 'https://api.example.com']);
+    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--resource-server', 'https://api.example.com']);
 
     const redeem = (c: TestClient, code: string, verifier: string) =>
       tokenRequest(e.config.issuer, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }, { clientId: c.clientId, secret: c.clientSecret });

@@ -16,7 +16,7 @@ async function setup(t: Test, databaseUrl: string, env: Record<string, string> =
   await createUser(e.rt, 'rita@example.com', 'rita password 1');
   const app = await createClient(e.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', 'https://api.example.com', '--scopes', 'openid profile email offline_access api:read']);
   const other = await createClient(e.rt, ['--name', 'Other', '--redirect-uri', REDIRECT, '--first-party', '--audiences', 'https://api.example.com']);
-  const rs = await createClient(e.rt, ['--name', 'Resource server', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--audiences', 'https://api.example.com']);
+  const rs = await createClient(e.rt, ['--name', 'Resource server', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--resource-server', 'https://api.example.com']);
   return { e, app, other, rs };
 }
 

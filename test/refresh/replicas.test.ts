@@ -31,7 +31,7 @@ t.test('two instances on one Postgres database', { skip: postgresOnly }, async (
 
   await createUser(a.rt, 'rae@example.com', 'rae password 1');
   const app = await createClient(a.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', API, '--scopes', 'openid profile offline_access api:read']);
-  const rs = await createClient(a.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--audiences', API]);
+  const rs = await createClient(a.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--resource-server', API]);
 
   const login = async (): Promise<TokenSet> =>
     (await loginAndRedeem({ issuer, clientId: app.clientId, secret: app.clientSecret, redirectUri: REDIRECT, email: 'rae@example.com', password: 'rae password 1', scope: 'openid profile offline_access api:read' })).tokens;

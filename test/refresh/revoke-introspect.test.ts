@@ -24,7 +24,7 @@ for (const backend of backends()) {
     const userId = await createUser(e.rt, 'ivy@example.com', 'ivy password 1');
     const app = await createClient(e.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', API, '--scopes', 'openid offline_access api:read']);
     const pub = await createClient(e.rt, ['--name', 'SPA', '--public', '--redirect-uri', REDIRECT, '--first-party', '--audiences', API, '--scopes', 'openid offline_access api:read']);
-    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--audiences', API]);
+    const rs = await createClient(e.rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'introspect', '--resource-server', API]);
     const machine = await createClient(e.rt, ['--name', 'Machine', '--grant-types', 'client_credentials', '--scopes', 'jobs', '--audiences', API]);
 
     const login = async (c: TestClient = app): Promise<TokenSet> =>

@@ -31,7 +31,7 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
   };
   await cli(['users', 'create', '--email', 'sam@example.com', '--password-stdin'], 'sam password 123\n');
   const app = await cli(['clients', 'create', '--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', 'https://api.example.com']);
-  const rs = await cli(['clients', 'create', '--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'x', '--audiences', 'https://api.example.com']);
+  const rs = await cli(['clients', 'create', '--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'x', '--resource-server', 'https://api.example.com']);
   const auth = { clientId: app.client_id!, secret: app.client_secret };
 
   // the login pages post back to the issuer (replica 0); token traffic goes anywhere

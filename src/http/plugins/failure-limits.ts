@@ -1,77 +1,287 @@
-// Failure-only rate limits (@fastify/rate-limit's programmatic limiter): failed logins per account
-// and per IP, failed client authentications per client and per IP. Successful requests are never
-// counted, so honest traffic is never throttled. Per replica by default; shared through Redis
-// when REDIS_URL is set.
+// Failure rate limits: failed logins per account and per IP, failed client authentications per
+// client and per IP, in fixed windows of RATE_LIMIT_WINDOW_SECONDS.
+//
+// An attempt is counted *before* its password or secret is checked, in one atomic step that
+// refuses it (429 + Retry-After) when either counter is already at its limit; a success uncounts
+// it. So however many attempts arrive at once, at most `max` are ever checked per window, and
+// honest traffic never uses up the budget (only attempts still in flight count against it).
+//
+// IPv6 clients are counted by /64 (one host usually owns the whole prefix). Per replica, the
+// counters live in a bounded table that never evicts a live counter: past MAX_EXACT_KEYS, new keys
+// are counted in a fixed-size count-min sketch, which can only over-count, so junk keys can make
+// the limit stricter for newcomers but never reset a victim's counter. With REDIS_URL the counters
+// are shared by every replica (one Lua script does the counting); if Redis cannot be reached, the
+// replica's own counters take over.
+import crypto from 'node:crypto';
+import net from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import rateLimit from '@fastify/rate-limit';
 import type { Config } from '../../config.js';
 import { TooManyFailures } from '../../errors.js';
 
-type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
+/** Exact counters kept per replica (about 150 bytes each) before new keys go to the sketch. */
+export const MAX_EXACT_KEYS = 100_000;
+const SKETCH_DEPTH = 4;
+const SKETCH_WIDTH = 1 << 16;
+/** Longer subjects (client ids from a Basic header can be kilobytes) are counted by digest. */
+const MAX_KEY_SUBJECT = 64;
 
-export interface FailureLimit {
-  /** Throws TooManyFailures (429 + Retry-After) when any of the keys has used up its failures. */
-  check(req: FastifyRequest, subject: string): Promise<void>;
-  /** Count one failure against the IP and the subject. */
-  fail(req: FastifyRequest, subject: string): Promise<void>;
+export interface Attempt {
+  /** The attempt succeeded, or ended before it could be judged: it no longer counts. Never throws. */
+  uncount(): Promise<void>;
 }
 
-const SUBJECT = Symbol('failure-limit-subject');
-type WithSubject = FastifyRequest & { [SUBJECT]?: string };
+export interface FailureLimit {
+  /**
+   * Count an attempt against the IP and the subject before it is checked. Throws TooManyFailures
+   * (and counts nothing) when either has used up its failures in this window. A failed attempt
+   * simply stays counted.
+   */
+  begin(req: FastifyRequest, subject: string): Promise<Attempt>;
+}
 
 export interface FailureLimits {
   login: FailureLimit;
   clientAuth: FailureLimit;
 }
 
-export async function registerFailureLimits(app: FastifyInstance, config: Config): Promise<FailureLimits> {
-  let redis: import('ioredis').Redis | undefined;
-  if (config.redisUrl) {
-    const { Redis } = await import('ioredis');
-    redis = new Redis(config.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
-    redis.on('error', (err: Error) => app.log.warn({ err: err.message }, 'redis error (rate limits fall back to allowing)'));
-    app.addHook('onClose', async () => {
-      redis?.disconnect();
-    });
+interface Limited {
+  key: string;
+  max: number;
+}
+
+/** The counting step: all keys or none. */
+interface CounterStore {
+  /** Count one on every key unless one is at its max; then the milliseconds until it resets. */
+  take(keys: Limited[], now: number): Promise<{ ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number }>;
+}
+
+/** The key of a client address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 prefix. */
+export function addressKey(ip: string): string {
+  if (!net.isIPv6(ip)) return ip;
+  const addr = ip.split('%')[0]!;
+  const hextets = (s: string): string[] =>
+    s === ''
+      ? []
+      : s.split(':').flatMap((p) => {
+          if (!p.includes('.')) return [p];
+          const [a, b, c, d] = p.split('.').map(Number) as [number, number, number, number];
+          return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
+        });
+  const gap = addr.indexOf('::');
+  const left = hextets(gap < 0 ? addr : addr.slice(0, gap));
+  const right = gap < 0 ? [] : hextets(addr.slice(gap + 2));
+  const all = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right].map((h) => parseInt(h, 16));
+  if (all.slice(0, 5).every((h) => h === 0) && all[5] === 0xffff) return `${all[6]! >> 8}.${all[6]! & 255}.${all[7]! >> 8}.${all[7]! & 255}`;
+  return `${all.slice(0, 4).map((h) => h.toString(16)).join(':')}::/64`;
+}
+
+interface Entry {
+  count: number;
+  resetAt: number;
+}
+
+/**
+ * Per-replica counters in fixed windows. At most `maxKeys` exact counters; a live one is never
+ * evicted. Expired ones are dropped from the front of the table (a Map keeps insertion order, and
+ * entries are created in time order), so reclaiming costs only what expired. When the table is
+ * full, new keys are counted in a count-min sketch of fixed size, cleared at the end of each window
+ * (it only over-counts: a collision may refuse a newcomer early, never admit one more).
+ */
+export class MemoryCounters implements CounterStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly sketch = new Uint32Array(SKETCH_DEPTH * SKETCH_WIDTH);
+  private sketchResetAt = 0;
+  private sketchGeneration = 0;
+  private readonly seed = crypto.randomBytes(16);
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly maxKeys = MAX_EXACT_KEYS,
+  ) {}
+
+  /** Exact counters held (for tests and the README's bound). */
+  get size(): number {
+    return this.entries.size;
   }
-  await app.register(rateLimit, {
-    global: false,
-    ...(redis ? { redis, nameSpace: 'latchkey-rl:' } : {}),
-    skipOnError: true,
-  });
 
-  const windowMs = config.rateLimitWindowSeconds * 1000;
-  const make = (name: string, max: number, bySubject: boolean): Limiter =>
-    app.createRateLimit({
-      max,
-      timeWindow: windowMs,
-      keyGenerator: (req) => (bySubject ? `${name}:s:${(req as WithSubject)[SUBJECT] ?? ''}` : `${name}:ip:${req.ip}`),
+  private reclaim(now: number): void {
+    for (const [key, e] of this.entries) {
+      if (e.resetAt > now) break;
+      this.entries.delete(key);
+    }
+    if (now >= this.sketchResetAt) {
+      this.sketch.fill(0);
+      this.sketchResetAt = now + this.windowMs;
+      this.sketchGeneration++;
+    }
+  }
+
+  private cells(key: string): number[] {
+    const h = crypto.createHmac('sha256', this.seed).update(key).digest();
+    return Array.from({ length: SKETCH_DEPTH }, (_, row) => row * SKETCH_WIDTH + (h.readUInt32BE(row * 4) % SKETCH_WIDTH));
+  }
+
+  async take(keys: Limited[], now: number) {
+    return this.takeNow(keys, now);
+  }
+
+  /** Synchronous, hence atomic within this process. */
+  takeNow(keys: Limited[], now: number): { ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number } {
+    this.reclaim(now);
+    const plan = keys.map(({ key, max }) => {
+      const e = this.entries.get(key);
+      if (e && e.resetAt > now) return { key, max, entry: e, count: e.count, resetAt: e.resetAt };
+      if (e || this.entries.size < this.maxKeys) return { key, max, entry: undefined, count: 0, resetAt: now + this.windowMs };
+      const cells = this.cells(key);
+      return { key, max, cells, count: Math.min(...cells.map((c) => this.sketch[c]!)), resetAt: this.sketchResetAt };
     });
-
-  const pair = (name: string, perSubject: number, perIp: number): FailureLimit => {
-    const subjectLimiter = make(name, perSubject, true);
-    const ipLimiter = make(name, perIp, false);
-    // Without Redis the counters live in this process and only fail() fills them: while this
-    // replica has recorded no failure within the window, no key can be over its limit, and the
-    // check (two store lookups on every token request) is skipped.
-    let lastFailureAt = -Infinity;
+    const full = plan.find((p) => p.count >= p.max);
+    if (full) return { ok: false as const, retryAfterMs: Math.max(1000, full.resetAt - now) };
+    const undo: Array<() => void> = [];
+    for (const p of plan) {
+      if (p.cells) {
+        for (const c of p.cells) this.sketch[c]!++;
+        const generation = this.sketchGeneration;
+        const cells = p.cells;
+        undo.push(() => {
+          if (generation === this.sketchGeneration) for (const c of cells) if (this.sketch[c]! > 0) this.sketch[c]!--;
+        });
+        continue;
+      }
+      let entry = p.entry;
+      if (!entry) {
+        // a fresh window: re-insert at the back, keeping the table in time order
+        this.entries.delete(p.key);
+        entry = { count: 0, resetAt: p.resetAt };
+        this.entries.set(p.key, entry);
+      }
+      entry.count++;
+      const counted = entry;
+      const key = p.key;
+      undo.push(() => {
+        if (this.entries.get(key) !== counted) return;
+        counted.count--;
+        if (counted.count <= 0) this.entries.delete(key);
+      });
+    }
     return {
-      async check(req, subject) {
-        if (!redis && Date.now() - lastFailureAt > windowMs) return;
-        (req as WithSubject)[SUBJECT] = subject.toLowerCase();
-        for (const limiter of [ipLimiter, subjectLimiter]) {
-          const s = await limiter(req, { increment: false });
-          if (!s.isAllowed && s.remaining === 0 && s.ttl > 0) throw new TooManyFailures('too many failed attempts; try again later', Math.max(1, s.ttlInSeconds));
-        }
-      },
-      async fail(req, subject) {
-        lastFailureAt = Date.now();
-        (req as WithSubject)[SUBJECT] = subject.toLowerCase();
-        await ipLimiter(req);
-        await subjectLimiter(req);
+      ok: true as const,
+      release: async () => {
+        for (const u of undo) u();
       },
     };
+  }
+}
+
+// Redis: the same rule in one script, so that replicas share the counters and concurrent attempts
+// on any of them can never pass the limit. KEYS are the counters, ARGV[1] the window in ms, then
+// one max per key. Returns {1} when counted, {0, ms-until-reset} when refused (nothing counted).
+const TAKE_SCRIPT = `
+for i = 1, #KEYS do
+  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if n >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]); ttl = tonumber(ARGV[1]) end
+    return {0, ttl}
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 or redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return {1, 0}`;
+// Uncount only while the window that counted it lives (never create a key without expiry).
+const RELEASE_SCRIPT = `
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
+return 1`;
+
+type RedisWithScripts = import('ioredis').Redis & {
+  latchkeyTakeFailures(...args: Array<string | number>): Promise<[number, number]>;
+  latchkeyReleaseFailures(...args: Array<string | number>): Promise<number>;
+};
+
+class RedisCounters implements CounterStore {
+  constructor(
+    private readonly redis: RedisWithScripts,
+    private readonly prefix: string,
+    private readonly windowMs: number,
+    private readonly fallback: MemoryCounters,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  async take(keys: Limited[], now: number) {
+    const names = keys.map((k) => this.prefix + k.key);
+    let answer: [number, number];
+    try {
+      answer = await this.redis.latchkeyTakeFailures(names.length, ...names, this.windowMs, ...keys.map((k) => k.max));
+    } catch (err) {
+      // Redis unreachable: this replica's own counters, rather than no limit at all
+      this.onError(err as Error);
+      return this.fallback.takeNow(keys, now);
+    }
+    if (Number(answer[0]) !== 1) return { ok: false as const, retryAfterMs: Math.max(1000, Number(answer[1])) };
+    return {
+      ok: true as const,
+      release: async () => {
+        try {
+          await this.redis.latchkeyReleaseFailures(names.length, ...names);
+        } catch (err) {
+          this.onError(err as Error);
+        }
+      },
+    };
+  }
+}
+
+export async function registerFailureLimits(app: FastifyInstance, config: Config, now: () => number = Date.now): Promise<FailureLimits> {
+  const windowMs = config.rateLimitWindowSeconds * 1000;
+  const memory = new MemoryCounters(windowMs);
+  let store: CounterStore = memory;
+  if (config.redisUrl) {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(config.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) as RedisWithScripts;
+    redis.defineCommand('latchkeyTakeFailures', { lua: TAKE_SCRIPT });
+    redis.defineCommand('latchkeyReleaseFailures', { lua: RELEASE_SCRIPT });
+    const warn = (err: Error) => app.log.warn({ err: err.message }, 'redis error (failure limits fall back to this replica’s counters)');
+    redis.on('error', warn);
+    app.addHook('onClose', async () => {
+      redis.disconnect();
+    });
+    // start counting in Redis from the first request when it is reachable (commands sent while it
+    // connects would fail over to this replica's counters)
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        redis.off('ready', done);
+        redis.off('error', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 2000);
+      redis.once('ready', done);
+      redis.once('error', done);
+    });
+    // deployments (issuers) sharing one Redis keep their counters apart
+    store = new RedisCounters(redis, `latchkey-fl:${config.issuer}:`, windowMs, memory, warn);
+  }
+
+  const subjectKey = (subject: string) => {
+    const s = subject.toLowerCase();
+    return s.length <= MAX_KEY_SUBJECT ? s : `#${crypto.createHash('sha256').update(s).digest('base64url')}`;
   };
+  const pair = (name: string, perSubject: number, perIp: number): FailureLimit => ({
+    async begin(req, subject) {
+      const r = await store.take(
+        [
+          { key: `${name}:ip:${addressKey(req.ip)}`, max: perIp },
+          { key: `${name}:s:${subjectKey(subject)}`, max: perSubject },
+        ],
+        now(),
+      );
+      if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
+      return { uncount: r.release };
+    },
+  });
 
   return {
     login: pair('login', config.loginFailuresPerAccount, config.loginFailuresPerIp),

@@ -1,6 +1,10 @@
 // RP-Initiated Logout 1.0 (end_session_endpoint): ends the login session in this browser and
 // revokes the families created in it that were not granted offline_access (OIDC Core §11).
-// Without a valid id_token_hint the user confirms first. post_logout_redirect_uri must match a
+// The session ends without a question only for a current id_token_hint issued in this very login
+// session (its `sid` and `sub` are the session's, RP-Initiated Logout 1.0 §2–3); any other hint —
+// from an earlier session, for another user, without `sid`, or expired — still identifies the RP
+// (client_id, post_logout_redirect_uri) but the user confirms first, so that an old or leaked ID
+// token cannot end a session with a cross-site GET. post_logout_redirect_uri must match a
 // registered one exactly, else we show an error page and never redirect.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { compactVerify } from 'jose';
@@ -21,6 +25,8 @@ interface HintClaims {
   sub: string;
   aud: string[];
   sid?: string;
+  /** exp (+ leeway) is still ahead: only such a hint may end a session without confirmation. */
+  current: boolean;
 }
 
 export function registerEndSession(app: FastifyInstance, svc: Services): void {
@@ -28,7 +34,7 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
 
   async function verifyHint(hint: string): Promise<HintClaims | undefined> {
     try {
-      // signature by one of our keys (pinned algorithms); an expired hint is still a valid hint
+      // signature by one of our keys (pinned algorithms); an expired hint still identifies the RP
       const { payload, protectedHeader } = await compactVerify(
         hint,
         (h) => {
@@ -39,9 +45,12 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
         { algorithms: svc.rt.keystore.list().map((k) => k.alg) },
       );
       if (protectedHeader.typ === 'at+jwt') return undefined;
-      const claims = JSON.parse(new TextDecoder().decode(payload)) as { iss?: string; sub?: string; aud?: string | string[]; sid?: string };
-      if (claims.iss !== config.issuer || typeof claims.sub !== 'string' || !claims.aud) return undefined;
-      return { sub: claims.sub, aud: Array.isArray(claims.aud) ? claims.aud : [claims.aud], sid: claims.sid };
+      const claims = JSON.parse(new TextDecoder().decode(payload)) as { iss?: unknown; sub?: unknown; aud?: unknown; sid?: unknown; exp?: unknown };
+      if (claims.iss !== config.issuer || typeof claims.sub !== 'string') return undefined;
+      const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === 'string') ? (claims.aud as string[]) : [];
+      if (aud.length === 0) return undefined;
+      const current = typeof claims.exp === 'number' && svc.now().getTime() < (claims.exp + config.clockLeewaySeconds) * 1000;
+      return { sub: claims.sub, aud, sid: typeof claims.sid === 'string' ? claims.sid : undefined, current };
     } catch {
       return undefined;
     }
@@ -96,7 +105,7 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
     }
 
     const session = await currentSession(svc, req);
-    if (hint && (!session || session.userId === hint.sub)) {
+    if (hint && session && hint.current && hint.sid === session.sid && hint.sub === session.userId) {
       await endHere(req, reply);
       return done();
     }

@@ -9,7 +9,7 @@ import { consumeInteraction, InteractionTooLarge, MAX_SEALED_INTERACTION, openIn
 import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
-import { rememberConsent } from '../../store/consents.js';
+import { audiencesToConsent, rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
 import { consentPage, errorPage, loginPage } from '../views/pages.js';
@@ -87,6 +87,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         interaction: sealInteraction(svc.rt.codeSecret, i),
         clientName: client?.name ?? i.clientId,
         scopes: i.request.scopes,
+        audiences: audiencesToConsent(i.request.resources, client?.audiences ?? []),
         email: user?.email ?? '',
         lang: i.request.uiLocale,
       }),
@@ -161,8 +162,10 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       if (!i) return reply;
       const email = (req.body?.username ?? '').trim();
       const password = req.body?.password ?? '';
+      // the attempt is counted before the hash, so concurrent attempts cannot pass the limit
+      let attempt;
       try {
-        await svc.limits.login.check(req, email);
+        attempt = await svc.limits.login.begin(req, email);
       } catch (err) {
         if (err instanceof TooManyFailures) {
           reply.header('retry-after', err.headers['retry-after']);
@@ -170,14 +173,22 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         }
         throw err;
       }
-      const user = email ? await findUserByEmail(svc.rt.db, email) : undefined;
-      // unknown emails cost the same argon2 verification as wrong passwords
-      const ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
+      let user, ok;
+      try {
+        user = email ? await findUserByEmail(svc.rt.db, email) : undefined;
+        // unknown emails cost the same argon2 verification as wrong passwords
+        ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
+      } catch (err) {
+        // not judged (the hashing queue is full, the database failed): it does not count
+        await attempt.uncount();
+        throw err;
+      }
       if (!user || !ok || user.disabled) {
-        await svc.limits.login.fail(req, email);
+        // a failure stays counted
         await svc.audit(req, { type: 'login.failure', userId: user?.id ?? null, clientId: i.clientId, details: { reason: !user ? 'unknown_user' : user.disabled ? 'disabled' : 'bad_password' } });
         return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
       }
+      await attempt.uncount();
       if (svc.rt.passwords.needsRehash(user.password_hash)) {
         await setPasswordHash(svc.rt.db, user.id, await svc.rt.passwords.hash(password), svc.now());
       }
@@ -217,8 +228,10 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         await svc.audit(req, { type: 'consent.denied', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
         return sendAuthorizationResponse(reply, errorResponse(svc, i.request.redirectUri, new AccessDenied('the user denied the request'), i.request.state, i.request.responseMode));
       }
-      await rememberConsent(svc.rt.db, session.userId, i.clientId, i.request.scopes, svc.now());
-      await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes } });
+      const client = await svc.clients.get(i.clientId);
+      const audiences = audiencesToConsent(i.request.resources, client?.audiences ?? []);
+      await rememberConsent(svc.rt.db, session.userId, i.clientId, { scopes: i.request.scopes, audiences }, svc.now());
+      await svc.audit(req, { type: 'consent.granted', userId: session.userId, clientId: i.clientId, details: { scopes: i.request.scopes, audiences } });
       return sendAuthorizationResponse(reply, codeResponse(svc, i.request, session));
     },
   );

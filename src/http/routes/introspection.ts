@@ -1,6 +1,8 @@
-// /introspect (RFC 7662): for authenticated confidential clients. A caller sees tokens issued to it
-// or whose audience it serves; everything else — expired, revoked, denylisted, foreign, malformed,
-// or not the caller's to see — is simply `{"active": false}`.
+// /introspect (RFC 7662): for authenticated confidential clients. A caller sees tokens issued to it,
+// or access tokens whose audience it is registered to serve (`clients create --resource-server`;
+// being allowed to request tokens for an audience, --audiences, is not serving it: RFC 7662 §4);
+// everything else — expired, revoked, denylisted, foreign, malformed, or not the caller's to see —
+// is simply `{"active": false}`.
 import type { FastifyInstance } from 'fastify';
 import { InvalidClient, InvalidRequest } from '../../errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
@@ -17,15 +19,14 @@ const INACTIVE = { active: false } as const;
 function maySee(caller: Client, clientId: string, aud: string | string[]): boolean {
   if (clientId === caller.clientId) return true;
   const auds = Array.isArray(aud) ? aud : [aud];
-  return auds.some((a) => caller.audiences.includes(a));
+  return auds.some((a) => caller.resourceServers.includes(a));
 }
 
 export function registerIntrospection(app: FastifyInstance, svc: Services, guard: AccessTokenGuard): void {
-  const endpoint = `${svc.config.issuer}/introspect`;
   app.post('/introspect', { schema: { body: FormBody } }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
     const params = singleParams((req.body ?? {}) as FormParams);
-    const caller = await authenticateClient(svc, req, params, endpoint);
+    const caller = await authenticateClient(svc, req, params);
     if (caller.isPublic) throw new InvalidClient('introspection is for confidential clients');
     const token = params.token;
     if (!token) throw new InvalidRequest('token is missing');

@@ -18,11 +18,10 @@ const CLIENT_AUTH_PARAMS = new Set(['client_secret', 'client_assertion', 'client
 const ParResponse = Type.Object({ request_uri: Type.String(), expires_in: Type.Integer() });
 
 export function registerPar(app: FastifyInstance, svc: Services): void {
-  const endpoint = `${svc.config.issuer}/par`;
   app.post('/par', { schema: { body: FormBody, response: { 201: ParResponse, '4xx': OAuthErrorResponse } } }, async (req, reply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     const body = (req.body ?? {}) as FormParams;
-    const client = await authenticateClient(svc, req, singleParams(Object.fromEntries(Object.entries(body).filter(([k]) => k !== 'resource'))), endpoint);
+    const client = await authenticateClient(svc, req, singleParams(Object.fromEntries(Object.entries(body).filter(([k]) => k !== 'resource'))));
     const params: RawParams = Object.fromEntries(Object.entries(body).filter(([k]) => !CLIENT_AUTH_PARAMS.has(k)));
     params.client_id = client.clientId;
     let validated;

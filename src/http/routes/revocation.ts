@@ -13,11 +13,10 @@ import { FormBody } from '../schemas/form.js';
 import type { Services } from '../services.js';
 
 export function registerRevocation(app: FastifyInstance, svc: Services): void {
-  const endpoint = `${svc.config.issuer}/revoke`;
   app.post('/revoke', { schema: { body: FormBody } }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
     const params = singleParams((req.body ?? {}) as FormParams);
-    const client = await authenticateClient(svc, req, params, endpoint);
+    const client = await authenticateClient(svc, req, params);
     const token = params.token;
     if (!token) throw new InvalidRequest('token is missing');
     // the hint only orders the lookups (RFC 7009 §2.1); an unknown hint is ignored

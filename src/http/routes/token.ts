@@ -17,7 +17,6 @@ const TokenResponse = Type.Object({
 });
 
 export function registerToken(app: FastifyInstance, svc: Services): void {
-  const endpoint = `${svc.config.issuer}/token`;
   app.post(
     '/token',
     { schema: { body: FormBody, response: { 200: TokenResponse, '4xx': OAuthErrorResponse } } },
@@ -29,7 +28,7 @@ export function registerToken(app: FastifyInstance, svc: Services): void {
       if (!grantType) throw new InvalidRequest('grant_type is missing');
       const grant = grants.get(grantType);
       if (!grant) throw new UnsupportedGrantType(`unsupported grant_type: ${grantType.slice(0, 64)}`);
-      const client = await authenticateClient(svc, req, params, endpoint);
+      const client = await authenticateClient(svc, req, params);
       if (!client.grantTypes.includes(grantType)) throw new UnauthorizedClient(`the client may not use ${grantType}`);
       return grant.handle({
         rt: svc.rt,

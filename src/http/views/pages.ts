@@ -26,13 +26,15 @@ ${opts.error ? html`<p class="error" role="alert">${opts.error}</p>` : ''}
   );
 }
 
-export function consentPage(opts: { action: string; csrf: string; interaction: string; clientName: string; scopes: string[]; email: string; lang?: string }): string {
+export function consentPage(opts: { action: string; csrf: string; interaction: string; clientName: string; scopes: string[]; audiences: string[]; email: string; lang?: string }): string {
   return page(
     'Allow access',
     html`<h1>${opts.clientName} wants to access your account</h1>
 <p class="muted">Signed in as ${opts.email}</p>
 <p>It asks to:</p>
 <ul>${opts.scopes.map((s) => html`<li>${SCOPE_TEXT[s] ?? s}</li>`)}</ul>
+${opts.audiences.length ? html`<p>at these services:</p>
+<ul>${opts.audiences.map((a) => html`<li>${a}</li>`)}</ul>` : ''}
 <form method="post" action="${opts.action}">
 <input type="hidden" name="csrf" value="${opts.csrf}">
 <input type="hidden" name="interaction" value="${opts.interaction}">
