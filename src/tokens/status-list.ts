@@ -19,6 +19,8 @@ export const STATUS_LIST_SIZE = 1 << 20;
 export const STATUS_LIST_TYP = 'statuslist+jwt';
 export const STATUS_LIST_MEDIA_TYPE = 'application/statuslist+jwt';
 export const STATUS_INVALID = 1;
+/** How long past a list's freshness a resource server may still use it (the verifier's default maxStaleness). */
+export const STALENESS_ALLOWANCE_SECONDS = 60;
 
 export const statusListUri = (issuer: string, listId: number): string => `${issuer}/statuslists/${listId}`;
 
@@ -209,8 +211,9 @@ export class StatusLists {
       iss: this.opts.issuer,
       sub: statusListUri(this.opts.issuer, listId),
       iat,
-      // valid for three TTLs, so that a copy a CDN kept for one TTL has not expired on arrival
-      exp: iat + 3 * ttl,
+      // a CDN may keep a copy for one TTL, and a resource server may keep answering from it for
+      // its own maxStaleness (@latchkey/verify: 60 s) while we are unreachable: valid that long
+      exp: iat + 2 * ttl + STALENESS_ALLOWANCE_SECONDS,
       ttl,
       status_list: { bits: 1, lst: this.bits.get(listId)?.lst ?? encodeList([]) },
     };

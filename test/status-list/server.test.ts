@@ -87,9 +87,12 @@ for (const backend of backends()) {
       const again = await fetch(r.uri, { headers: { 'if-none-match': etag! } });
       t.equal(again.status, 304, '304 on If-None-Match');
       t.equal((await fetch(`${issuer}/statuslists/999999`)).status, 404, 'an unknown list is 404');
-      const junk = await fetch(`${issuer}/statuslists/x%00y`);
+      const junk = await fetch(`${issuer}/statuslists/x-y`);
       t.equal(junk.status, 404, 'a malformed id is 404');
       t.equal((await junk.json() as { error: string }).error, 'not_found');
+      const nul = await fetch(`${issuer}/statuslists/1%00`);
+      t.equal(nul.status, 400, 'a NUL is invalid_request (the one input rule)');
+      t.equal((await nul.json() as { error: string }).error, 'invalid_request');
 
       const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<string, string>;
       t.equal(meta.status_list_aggregation_endpoint, `${issuer}/statuslists`);
