@@ -76,6 +76,7 @@ for (const n of [...(only ?? []), ...skip]) {
 const WORKLOADS = ALL_WORKLOADS.filter((w) => (!only || only.includes(w.name)) && !skip.includes(w.name));
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
+let statusListMd = '';
 
 // ───────────────────────────── databases ─────────────────────────────
 
@@ -655,6 +656,20 @@ async function main(): Promise<void> {
       }
     }
 
+    // Token Status Lists (issue 12): its own Latchkey with STATUS_LIST_TTL=2, to keep the run short
+    if (!args['no-revocation']) {
+      log('bench: token status lists (STATUS_LIST_TTL=2)');
+      const out = path.join(os.tmpdir(), `latchkey-status-list-${process.pid}.md`);
+      try {
+        await runToCompletion(['--import', 'tsx', path.join(ROOT, 'bench', 'status-list.ts'), '--revocations', String(REVOCATIONS), '--duration', String(DURATION_MS / 1000), '--pg', PG_BASE, '--out', out], {}, ROOT, undefined, 900_000);
+        statusListMd = fs.readFileSync(out, 'utf8').replace(/^# .*\n\n/, '');
+        fs.rmSync(out, { force: true });
+      } catch (err) {
+        statusListMd = `### Token Status Lists\n\nn/a: ${(err as Error).message.slice(0, 300)}`;
+      }
+      log(`  ${statusListMd.split('\n').find((l) => l.startsWith('Revocation window')) ?? 'done'}`);
+    }
+
     if (args.large) await runLarge(report, latchkey, e, dbs);
 
     report.rss.latchkey = rssMb(a!.pid);
@@ -667,9 +682,9 @@ async function main(): Promise<void> {
     if (!args['keep-db']) for (const db of dbs) await dropDb(db).catch((err: unknown) => log(`bench: could not drop ${db}: ${(err as Error).message}`));
   }
 
-  const md = renderReport(report);
+  const md = `${renderReport(report).trimEnd()}\n\n${statusListMd}\n`;
   fs.writeFileSync(outPath, md);
-  process.stdout.write(`\n${summaryTable(report)}\n\n${passwordSection(report)}\n\n${startupSection(report)}\n\nLatchkey RSS after the run: ${fmt(report.rss.latchkey)} MB\n\n${propagationSection(report)}\n\n${backchannelSection(report.backchannel)}\n\n${largeSection(report)}\n\nwritten: ${path.relative(ROOT, outPath)}\n`);
+  process.stdout.write(`\n${summaryTable(report)}\n\n${passwordSection(report)}\n\n${startupSection(report)}\n\nLatchkey RSS after the run: ${fmt(report.rss.latchkey)} MB\n\n${propagationSection(report)}\n\n${backchannelSection(report.backchannel)}\n\n${statusListMd}\n\n${largeSection(report)}\n\nwritten: ${path.relative(ROOT, outPath)}\n`);
 }
 
 /** Refresh throughput on a database seeded with a large, mostly expired history vs. the bench's own. */

@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   await stopAll();
   await admin(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
   const section = `${statusListSection(r)}\n\nLatchkey at its defaults (LOG_LEVEL=info) except STATUS_LIST_TTL=${args.ttl}, on Postgres; ${new Date().toISOString()}.\n`;
-  fs.writeFileSync(path.join(ROOT, args.out), `# Token Status List bench\n\n${section}`);
+  fs.writeFileSync(path.resolve(ROOT, args.out), `# Token Status List bench\n\n${section}`);
   process.stdout.write(`${section}\nwritten: ${args.out}\n`);
 }
 
