@@ -70,7 +70,7 @@ async function faultyServer(t: Test, env: Record<string, string> = {}) {
 
   await createUser(rt, 'ella@example.com', 'ella password 1', ['--name', 'Ella']);
   const appClient = await createClient(rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--audiences', API, '--scopes', SCOPE]);
-  const rs = await createClient(rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'api:read', '--audiences', API]);
+  const rs = await createClient(rt, ['--name', 'RS', '--grant-types', 'client_credentials', '--scopes', 'api:read', '--audiences', API, '--resource-server', API]);
   const { tokens } = await loginAndRedeem({ issuer, clientId: appClient.clientId, secret: appClient.clientSecret, redirectUri: REDIRECT, email: 'ella@example.com', password: 'ella password 1', scope: SCOPE });
   let refreshToken = tokens.refresh_token!;
 
