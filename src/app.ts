@@ -33,6 +33,7 @@ import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
+import metricsPlugin from './metrics/plugin.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -128,6 +129,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   };
 
   statics.attach(app); // before the routes: it collects those with config.staticVersion
+  await app.register(metricsPlugin, { rt, denylist });
   registerHealth(app, rt);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));

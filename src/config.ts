@@ -49,6 +49,11 @@ export interface Config {
   /** Hot statements as named prepared statements (off behind a pooler that cannot keep them). */
   pgPreparedStatements: boolean;
   pruneIntervalSeconds: number;
+  /** The Prometheus listener (`GET /metrics`): off when undefined; 0 picks a free port. */
+  metricsPort: number | undefined;
+  metricsHost: string;
+  /** Log lines as JSON or pretty; undefined: pretty when stdout is a terminal. */
+  logFormat: 'json' | 'pretty' | undefined;
 }
 
 export class ConfigError extends Error {
@@ -134,6 +139,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of fatal, error, warn, info, debug, trace, silent`);
   }
+  const logFormat = env.LOG_FORMAT?.trim() || undefined;
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('LOG_FORMAT', 'must be json or pretty');
+  const metricsOff = env.METRICS_PORT === undefined || /^(|off|false|no)$/i.test(env.METRICS_PORT.trim());
+  const metricsPort = metricsOff ? undefined : int(env, 'METRICS_PORT', 0, 0, 65535);
   const redisUrl = env.REDIS_URL?.trim() || undefined;
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// URL');
 
@@ -181,5 +190,8 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
     pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),
     pruneIntervalSeconds: int(env, 'PRUNE_INTERVAL_SECONDS', 60, 1, day),
+    metricsPort,
+    metricsHost: env.METRICS_HOST?.trim() || '127.0.0.1',
+    logFormat,
   };
 }

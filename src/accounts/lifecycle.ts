@@ -7,27 +7,35 @@ import { endUserSessions } from '../store/login-sessions.js';
 import { revokeFamiliesWhere } from '../store/refresh-families.js';
 import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
+import { metrics, type RevocationCause } from '../metrics/metrics.js';
 
 export interface EndedAccess {
   families_revoked: number;
   sessions_ended: number;
 }
 
-async function endAllAccess(db: Kysely<Database>, userId: string, reason: string, at: Date): Promise<EndedAccess> {
+/** Counts what a committed transaction revoked. */
+async function counted<T extends EndedAccess | number>(cause: RevocationCause, done: Promise<T>): Promise<T> {
+  const result = await done;
+  metrics.revocations.inc({ cause }, typeof result === 'number' ? result : result.families_revoked);
+  return result;
+}
+
+async function endAllAccess(db: Kysely<Database>, userId: string, reason: RevocationCause, at: Date): Promise<EndedAccess> {
   const families = await revokeFamiliesWhere(db, { userId }, reason, at);
   const sessions = await endUserSessions(db, userId, at);
   return { families_revoked: families, sessions_ended: sessions };
 }
 
 export function logoutEverywhere(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute((trx) => endAllAccess(trx, userId, 'logout_everywhere', at));
+  return counted('logout_everywhere', db.transaction().execute((trx) => endAllAccess(trx, userId, 'logout_everywhere', at)));
 }
 
 export function disableUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('user_disabled', db.transaction().execute(async (trx) => {
     await setUserDisabled(trx, userId, true, at);
     return endAllAccess(trx, userId, 'user_disabled', at);
-  });
+  }));
 }
 
 export async function enableUser(db: Kysely<Database>, userId: string, at: Date): Promise<void> {
@@ -36,29 +44,29 @@ export async function enableUser(db: Kysely<Database>, userId: string, at: Date)
 
 /** Change a password (already hashed by the caller) and end every session of the user. */
 export function changePassword(db: Kysely<Database>, userId: string, passwordHash: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('password_changed', db.transaction().execute(async (trx) => {
     await setPasswordHash(trx, userId, passwordHash, at);
     return endAllAccess(trx, userId, 'password_changed', at);
-  });
+  }));
 }
 
 export function removeUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('user_deleted', db.transaction().execute(async (trx) => {
     const ended = await endAllAccess(trx, userId, 'user_deleted', at);
     await deleteUser(trx, userId);
     return ended;
-  });
+  }));
 }
 
 export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
-  return db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at));
+  return counted('client_revoked', db.transaction().execute((trx) => revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at)));
 }
 
 /** Delete a client: its families are revoked first (access tokens denylisted); its outstanding codes die with it (they are redeemed only by the client). */
 export function removeClient(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+  return counted('client_deleted', db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
     await deleteClient(trx, clientId);
     return n;
-  });
+  }));
 }

@@ -21,6 +21,7 @@ import { keysCommands } from './keys-commands.js';
 import { CLIENTS_CHANNEL } from '../store/client-cache.js';
 import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser, revokeClientFamilies } from '../accounts/lifecycle.js';
 import { listFamilies, revokeFamily } from '../store/refresh-families.js';
+import { metrics } from '../metrics/metrics.js';
 import { listAudit, recordAudit } from '../store/audit.js';
 import { isUuid } from '../store/users.js';
 
@@ -263,6 +264,7 @@ export const commands: Record<string, Command> = {
         const fam = isUuid(id) ? await ctx.db.selectFrom('refresh_families').select(['id', 'user_id', 'client_id']).where('id', '=', id).executeTakeFirst() : undefined;
         if (!fam) throw new CliError(`no such session: ${id}`);
         const revoked = await ctx.db.transaction().execute((trx) => revokeFamily(trx, fam.id, 'admin', now));
+        if (revoked) metrics.revocations.inc({ cause: 'admin' });
         await recordAudit(ctx.db, now, { type: 'admin.session_revoked', actor: 'cli', userId: fam.user_id, clientId: fam.client_id, details: { family_id: fam.id } });
         return { family: fam.id, revoked: true, already_revoked: !revoked };
       }

@@ -67,6 +67,8 @@ export class StaticResponses {
 
   /** How many requests were answered from a snapshot (tests and diagnostics). */
   answered = 0;
+  /** Called for each request answered from a snapshot (metrics: such requests skip Fastify's hooks). */
+  onAnswered: ((path: string) => void) | undefined;
 
   /**
    * Call before the routes are registered: GET routes with `config.staticVersion` are collected as
@@ -106,6 +108,7 @@ export class StaticResponses {
       return false;
     }
     this.answered++;
+    this.onAnswered?.(url);
     res.writeHead(200, snap.headers);
     res.end(snap.body);
     return true;

@@ -7,6 +7,7 @@ import { verifyAccessToken } from '../../tokens/access-token.js';
 import { ADMIN_SCOPE } from '../../protocol/scopes.js';
 import { findUserByIdOrEmail, isUuid, publicUser } from '../../store/users.js';
 import { listFamilies, revokeFamily } from '../../store/refresh-families.js';
+import { metrics } from '../../metrics/metrics.js';
 import { listAudit } from '../../store/audit.js';
 import { changePassword, disableUser, enableUser, logoutEverywhere, revokeClientFamilies } from '../../accounts/lifecycle.js';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../accounts/passwords.js';
@@ -85,6 +86,7 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
       const fam = await svc.rt.db.selectFrom('refresh_families').select(['id', 'user_id', 'client_id']).where('id', '=', req.params.family).executeTakeFirst();
       if (!fam) throw new NotFound('no such session');
       const revoked = await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, fam.id, 'admin', svc.now()));
+      if (revoked) metrics.revocations.inc({ cause: 'admin' });
       await svc.denylist.sync();
       await svc.audit(req, { type: 'admin.session_revoked', actor: actor(req), userId: fam.user_id, clientId: fam.client_id, details: { family_id: fam.id } });
       return { id: fam.id, revoked: true, already_revoked: !revoked };

@@ -13,6 +13,7 @@ import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin
 import { consentPage, errorPage, loginPage } from '../views/pages.js';
 import { currentSession, errorRedirect, issueCodeRedirect, needsConsent, redirect303 } from '../authorization-flow.js';
 import type { Services } from '../services.js';
+import { metrics } from '../../metrics/metrics.js';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 20, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
 const LoginBody = Type.Object({
@@ -130,6 +131,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       } catch (err) {
         if (err instanceof TooManyFailures) {
           reply.header('retry-after', err.headers['retry-after']);
+          metrics.logins.inc({ result: 'throttled' });
           return renderLogin(reply, req.params.id, i, 429, 'Too many failed attempts. Wait a while and try again.', email);
         }
         throw err;
@@ -138,6 +140,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       // unknown emails cost the same argon2 verification as wrong passwords
       const ok = user ? await svc.rt.passwords.verify(user.password_hash, password) : await svc.rt.passwords.verifyDummy(password);
       if (!user || !ok || user.disabled) {
+        metrics.logins.inc({ result: 'failure' });
         await svc.limits.login.fail(req, email);
         await svc.audit(req, { type: 'login.failure', userId: user?.id ?? null, clientId: i.clientId, details: { reason: !user ? 'unknown_user' : user.disabled ? 'disabled' : 'bad_password' } });
         return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
@@ -161,6 +164,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       });
       reply.setCookie(svc.cookies.session, cookieValue, cookieOptions(config, config.sessionAbsoluteTtl));
       await markInteractionLoggedIn(svc.rt.db, i.idDigest, user.id, session.sid);
+      metrics.logins.inc({ result: 'success' });
       await svc.audit(req, { type: 'login.success', userId: user.id, clientId: i.clientId, details: { sid: session.sid } });
       return finish(reply, { ...i, userId: user.id, sessionSid: session.sid, loginDone: true }, session);
     },

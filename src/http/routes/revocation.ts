@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { InvalidRequest, UnauthorizedClient } from '../../errors.js';
 import { denylist, revokeFamily } from '../../store/refresh-families.js';
+import { metrics } from '../../metrics/metrics.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { digest } from '../../tokens/opaque.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
@@ -31,7 +32,7 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
       if (row) {
         if (row.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
         if (!row.revoked_at) {
-          await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now));
+          if (await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now))) metrics.revocations.inc({ cause: 'revoked_by_client' });
           await svc.denylist.sync();
           await svc.audit(req, { type: 'refresh.revoked', userId: row.user_id, clientId: client.clientId, details: { family_id: row.id } });
         }
@@ -51,6 +52,7 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
         if (claims.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
         const added = await denylist(svc.rt.db, [{ jti: claims.jti, exp: claims.exp }], now);
         if (added) {
+          metrics.revocations.inc({ cause: 'access_token_revoked' });
           await svc.denylist.sync();
           await svc.audit(req, { type: 'access_token.revoked', userId: claims.sub === client.clientId ? null : claims.sub, clientId: client.clientId, details: { jti: claims.jti } });
         }
