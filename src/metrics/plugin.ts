@@ -39,6 +39,8 @@ export function runtimeCollector(m: Metrics, opts: MetricsPluginOptions): () => 
       m.pgPoolConnections.set({ state: 'in_use' }, stats.pool.total - stats.pool.idle);
       m.pgPoolConnections.set({ state: 'idle' }, stats.pool.idle);
       m.pgPoolWaiting.set(stats.pool.waiting);
+    } else {
+      m.pgPoolConnections.reset();
     }
     if (opts.denylist) {
       m.denylistEntries.set(opts.denylist.size);
