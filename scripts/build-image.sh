@@ -8,7 +8,7 @@
 #   scripts/build-image.sh [TAG]        (default latchkey:dev)
 #   needs: apt-get install -y buildah debootstrap   (run as root)
 # Environment: NODE_VERSION (20.20.2), NPM_VERSION (11), BASE_TAG, WORK_DIR (where the rootfs is
-# made), BUILDAH_STORAGE_ROOT (unset: buildah's default for vfs), DEBIAN_MIRROR, HOST_CA_BUNDLE (the
+# made), REUSE=1 (keep an image built from the same context), BUILDAH_STORAGE_ROOT (unset: buildah's default for vfs), DEBIAN_MIRROR, HOST_CA_BUNDLE (the
 # host's CA bundle, copied into the base so that npm in the build trusts what the host trusts; empty:
 # keep Debian's).
 set -euo pipefail
@@ -60,9 +60,17 @@ if ! bh inspect --type image "$BASE_TAG" >/dev/null 2>&1; then
   echo "   base made in $(( $(date +%s) - t0 )) s"
 fi
 
+# what the Dockerfile copies, plus the base: with REUSE=1 an image built from the same is kept
+context=$( (echo "$BASE_TAG"; find Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json scripts src migrations bin -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
+if [ "${REUSE:-0}" = 1 ] && [ "$(bh inspect --type image --format '{{index .Docker.Config.Labels "latchkey.context"}}' "$TAG" 2>/dev/null)" = "$context" ]; then
+  echo "   $TAG is up to date (context $context)"
+  echo "$TAG"
+  exit 0
+fi
 t1=$(date +%s)
 echo "== image $TAG (FROM $BASE_TAG)"
-bh bud --isolation chroot --format docker --layers=false --build-arg "BASE_IMAGE=$BASE_TAG" -t "$TAG" -f Dockerfile . >"$WORK_DIR/bud.log" 2>&1 \
+mkdir -p "$WORK_DIR"
+bh bud --isolation chroot --format docker --layers=false --build-arg "BASE_IMAGE=$BASE_TAG" --label "latchkey.context=$context" -t "$TAG" -f Dockerfile . >"$WORK_DIR/bud.log" 2>&1 \
   || { tail -40 "$WORK_DIR/bud.log" >&2; exit 1; }
 echo "   image built in $(( $(date +%s) - t1 )) s (total $(( $(date +%s) - t0 )) s)"
 echo "$TAG"
