@@ -1,6 +1,7 @@
 // One error handler maps everything to the wire format: `{error, error_description}` with the
 // status the RFC names. Bad input never yields a 500 or a stack trace.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { metrics } from '../../metrics/metrics.js';
 import { OAuthError } from '../../errors.js';
 
 export type ErrorRenderer = (err: OAuthError, req: FastifyRequest, reply: FastifyReply) => unknown;
@@ -48,6 +49,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
 
   app.setNotFoundHandler((req, reply) => {
+    metrics.observeRequest(req.method, undefined, 404);
     reply.code(404).header('cache-control', 'no-store').send({ error: 'not_found', error_description: 'no such route' });
   });
 }
