@@ -7,10 +7,11 @@ ARG BASE_IMAGE=node:20-slim
 
 FROM ${BASE_IMAGE} AS builder
 WORKDIR /app
+# argon2 is compiled here (its prebuilt linux-x64 binary crashes on Node 20): node-gyp needs these
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# --ignore-scripts: argon2 loads the prebuilt binary it ships; its install script would compile it
-# with node-gyp, which needs a Python and a compiler the base image does not have
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild argon2
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
@@ -30,6 +31,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=builder /app/dist ./dist
+# the argon2 binary compiled by the builder (no compiler here; install scripts are not run)
+COPY --from=builder /app/node_modules/argon2/build ./node_modules/argon2/build
 COPY migrations ./migrations
 COPY bin ./bin
 COPY scripts/ensure-built.js scripts/start.js ./scripts/

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 TAG=${1:-latchkey:dev}
 NODE_VERSION=${NODE_VERSION:-20.20.2}
 NPM_VERSION=${NPM_VERSION:-11}
-BASE_TAG=${BASE_TAG:-localhost/latchkey-base:bookworm-node${NODE_VERSION}-npm${NPM_VERSION}}
+BASE_TAG=${BASE_TAG:-localhost/latchkey-base:bookworm-node${NODE_VERSION}-npm${NPM_VERSION}-h}
 WORK_DIR=${WORK_DIR:-${TMPDIR:-/tmp}/latchkey-image}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HOST_CA_BUNDLE=${HOST_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
@@ -49,6 +49,12 @@ if ! bh inspect --type image "$BASE_TAG" >/dev/null 2>&1; then
   if [ -n "$HOST_CA_BUNDLE" ] && [ -f "$HOST_CA_BUNDLE" ]; then
     cp "$HOST_CA_BUNDLE" "$rootfs/etc/ssl/certs/ca-certificates.crt"
     mkdir -p "$rootfs/usr/local/etc" && echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$rootfs/usr/local/etc/npmrc"
+  fi
+  # headers for native addons (argon2 is compiled in the build: its prebuilt binary crashes on Node
+  # 20 here), from the host's Node when it is the same version (node-gyp would download them)
+  if [ -f /usr/include/node/node_version.h ] && [ "$(node -p process.versions.node)" = "$NODE_VERSION" ]; then
+    mkdir -p "$rootfs/usr/local/include" && cp -a /usr/include/node "$rootfs/usr/local/include/node"
+    mkdir -p "$rootfs/usr/local/etc" && echo "nodedir=/usr/local" >>"$rootfs/usr/local/etc/npmrc"
   fi
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   ctr=$(bh from scratch)
