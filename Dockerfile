@@ -1,17 +1,23 @@
 # Latchkey: build with the dev dependencies, run with production dependencies only.
 # The build steps are the npm scripts CI runs (`npm ci`, `npm run build`); CI then starts the built
 # dist/server.js, laid out as in the runtime stage below (test/foundation/build.test.ts).
+# BASE_IMAGE: where no registry can be reached, scripts/build-image.sh makes an equivalent base
+# (Debian bookworm minbase + Node 20) and passes it here.
+ARG BASE_IMAGE=node:20-slim
 
-FROM node:20-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 WORKDIR /app
+# argon2 is compiled here (its prebuilt linux-x64 binary crashes on Node 20): node-gyp needs these
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild argon2
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 
-FROM node:20-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 # MALLOC_MMAP_THRESHOLD_: large blocks (argon2's 19 MiB, the crypto threads' buffers) are then always
 # mmapped and given back when freed; with glibc's adaptive threshold each thread keeps them (RSS after
 # the benchmark: 121 MB instead of about 205 MB)
@@ -23,8 +29,10 @@ ENV NODE_ENV=production \
     PATH=/app/bin:$PATH
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=builder /app/dist ./dist
+# the argon2 binary compiled by the builder (no compiler here; install scripts are not run)
+COPY --from=builder /app/node_modules/argon2/build ./node_modules/argon2/build
 COPY migrations ./migrations
 COPY bin ./bin
 COPY scripts/ensure-built.js scripts/start.js ./scripts/

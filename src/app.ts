@@ -5,7 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import type { Runtime } from './runtime.js';
-import { loggerOptions } from './http/logging.js';
+import { logFormat, loggerOptions } from './http/logging.js';
 import { registerErrorHandling } from './http/plugins/error-handler.js';
 import { registerFailureLimits } from './http/plugins/failure-limits.js';
 import { registerSecurityHeaders } from './http/plugins/security-headers.js';
@@ -40,6 +40,7 @@ import { StatusLists } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
 import { LogoutDelivery } from './backchannel/delivery.js';
 import { DbHealth } from './db/health.js';
+import metricsPlugin from './metrics/plugin.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -63,6 +64,8 @@ export interface BuildAppOptions {
   /** Where logs go (tests capture them); stdout by default. */
   logStream?: NodeJS.WritableStream;
   logLevel?: string;
+  /** json or pretty; by default LOG_FORMAT, else JSON to a given stream and pretty to a terminal. */
+  logFormat?: 'json' | 'pretty';
 }
 
 export function capabilities(rt: Runtime): Capabilities {
@@ -91,7 +94,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const app = Fastify({
     // static documents are answered before Fastify (src/http/static-responses.ts)
     serverFactory: statics.serverFactory,
-    logger: loggerOptions(opts.logLevel ?? config.logLevel, opts.logStream),
+    logger: loggerOptions(opts.logLevel ?? config.logLevel, opts.logStream, opts.logFormat ?? (opts.logStream ? (config.logFormat ?? 'json') : logFormat(config.logFormat))),
     trustProxy: typeof config.trustProxy === 'number' ? (_addr: string, hop: number) => hop < (config.trustProxy as number) : config.trustProxy,
     bodyLimit: config.bodyLimit,
     routerOptions: { maxParamLength: 200 },
@@ -165,6 +168,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   };
 
   statics.attach(app); // before the routes: it collects those with config.staticVersion
+  await app.register(metricsPlugin, { rt, denylist });
   registerHealth(app, rt, health);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));

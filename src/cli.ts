@@ -19,7 +19,15 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function main(argv: string[]): Promise<number> {
+/** On a terminal, lists print as tables (`--table`); piped, as before. Passed on over the socket too. */
+function withTableOnTerminal(argv: string[]): string[] {
+  if (!process.stdout.isTTY || argv.includes('--json') || argv.includes('--table')) return argv;
+  const end = argv.indexOf('--');
+  return end < 0 ? [...argv, '--table'] : [...argv.slice(0, end), '--table', ...argv.slice(end)];
+}
+
+async function main(args: string[]): Promise<number> {
+  const argv = withTableOnTerminal(args);
   let parsed;
   try {
     parsed = parseCommand(argv);

@@ -61,6 +61,11 @@ export interface Config {
   dbOutageGraceSeconds: number;
   /** Audit events are kept this many days, then pruned in batches (src/store/pruning.ts). */
   auditRetentionDays: number;
+  /** The Prometheus listener (`GET /metrics`): off when undefined; 0 picks a free port. */
+  metricsPort: number | undefined;
+  metricsHost: string;
+  /** Log lines as JSON or pretty; undefined: pretty when stdout is a terminal. */
+  logFormat: 'json' | 'pretty' | undefined;
 }
 
 export class ConfigError extends Error {
@@ -146,6 +151,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of fatal, error, warn, info, debug, trace, silent`);
   }
+  const logFormat = env.LOG_FORMAT?.trim() || undefined;
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('LOG_FORMAT', 'must be json or pretty');
+  const metricsOff = env.METRICS_PORT === undefined || /^(|off|false|no)$/i.test(env.METRICS_PORT.trim());
+  const metricsPort = metricsOff ? undefined : int(env, 'METRICS_PORT', 0, 0, 65535);
   const redisUrl = env.REDIS_URL?.trim() || undefined;
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// URL');
 
@@ -200,5 +209,8 @@ export function loadConfig(env: Env = process.env): Config {
     backchannelPollSeconds: int(env, 'BACKCHANNEL_POLL_SECONDS', 5, 1, 3600),
     dbOutageGraceSeconds: int(env, 'DB_OUTAGE_GRACE_SECONDS', 30, 0, 3600),
     auditRetentionDays: int(env, 'AUDIT_RETENTION_DAYS', 90, 1, 36500),
+    metricsPort,
+    metricsHost: env.METRICS_HOST?.trim() || '127.0.0.1',
+    logFormat,
   };
 }

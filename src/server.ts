@@ -1,10 +1,14 @@
 // start: config → runtime → app → listen; graceful close on SIGTERM/SIGINT.
+// tracing first: it must be in place before fastify and pg are loaded (src/tracing.ts)
+import { tracing } from './tracing.js';
 import { ConfigError, loadConfig } from './config.js';
 import { acquireDataDirLock } from './db/data-dir-lock.js';
 import { describeKekSource, KekMismatch } from './keys/kek.js';
 import { cliContextFor, isEmbedded, openRuntime } from './runtime.js';
 import { buildApp } from './app.js';
 import { serveCommands } from './cli/socket.js';
+import { logFormat } from './http/logging.js';
+import { nextSteps, readyFacts, readyMessage } from './ready-message.js';
 
 function fail(message: string): never {
   process.stderr.write(`latchkey: ${message}\n`);
@@ -64,6 +68,7 @@ async function start(): Promise<void> {
       await socket?.close();
       await app.close();
       await rt.close();
+      await tracing?.shutdown().catch(() => {});
     } finally {
       releaseLock();
     }
@@ -79,7 +84,10 @@ async function start(): Promise<void> {
     releaseLock();
     fail(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
   }
-  app.log.info({ issuer: config.issuer, database: rt.dbh.kind }, 'latchkey ready');
+  const facts = await readyFacts(rt, app.metricsAddress(), tracing !== undefined).catch(() => undefined);
+  app.log.info({ issuer: config.issuer, database: rt.dbh.kind, metrics: facts?.metrics, next: facts && nextSteps(config, facts) }, 'latchkey ready');
+  // for a person at a terminal (or LOG_FORMAT=pretty): the same, readable
+  if (facts && logFormat(config.logFormat) === 'pretty') process.stdout.write(readyMessage(config, facts));
 }
 
 void start();

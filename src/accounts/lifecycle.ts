@@ -8,13 +8,21 @@ import { clientDenyKey, denylist, revokeFamiliesWhere, revokeFamily } from '../s
 import { queueFamilyLogout, queueUserLogout } from '../store/logout-outbox.js';
 import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
+import { metrics, type RevocationCause } from '../metrics/metrics.js';
 
 export interface EndedAccess {
   families_revoked: number;
   sessions_ended: number;
 }
 
-async function endAllAccess(db: Kysely<Database>, userId: string, reason: string, at: Date): Promise<EndedAccess> {
+/** Counts what a committed transaction revoked. */
+async function counted<T extends EndedAccess | number | boolean>(cause: RevocationCause, done: Promise<T>): Promise<T> {
+  const result = await done;
+  metrics.revocations.inc({ cause }, typeof result === 'number' ? result : typeof result === 'boolean' ? Number(result) : result.families_revoked);
+  return result;
+}
+
+async function endAllAccess(db: Kysely<Database>, userId: string, reason: RevocationCause, at: Date): Promise<EndedAccess> {
   // Back-Channel Logout notices first: they are found among the families and sessions still live
   await queueUserLogout(db, userId, reason, at);
   const families = await revokeFamiliesWhere(db, { userId }, reason, at);
@@ -23,14 +31,14 @@ async function endAllAccess(db: Kysely<Database>, userId: string, reason: string
 }
 
 export function logoutEverywhere(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute((trx) => endAllAccess(trx, userId, 'logout_everywhere', at));
+  return counted('logout_everywhere', db.transaction().execute((trx) => endAllAccess(trx, userId, 'logout_everywhere', at)));
 }
 
 export function disableUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('user_disabled', db.transaction().execute(async (trx) => {
     await setUserDisabled(trx, userId, true, at);
     return endAllAccess(trx, userId, 'user_disabled', at);
-  });
+  }));
 }
 
 export async function enableUser(db: Kysely<Database>, userId: string, at: Date): Promise<void> {
@@ -39,33 +47,33 @@ export async function enableUser(db: Kysely<Database>, userId: string, at: Date)
 
 /** Change a password (already hashed by the caller) and end every session of the user. */
 export function changePassword(db: Kysely<Database>, userId: string, passwordHash: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('password_changed', db.transaction().execute(async (trx) => {
     await setPasswordHash(trx, userId, passwordHash, at);
     return endAllAccess(trx, userId, 'password_changed', at);
-  });
+  }));
 }
 
 export function removeUser(db: Kysely<Database>, userId: string, at: Date): Promise<EndedAccess> {
-  return db.transaction().execute(async (trx) => {
+  return counted('user_deleted', db.transaction().execute(async (trx) => {
     const ended = await endAllAccess(trx, userId, 'user_deleted', at);
     await deleteUser(trx, userId);
     return ended;
-  });
+  }));
 }
 
 export function revokeClientFamilies(db: Kysely<Database>, clientId: string, at: Date): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+  return counted('client_revoked', db.transaction().execute(async (trx) => {
     await queueFamilyLogout(trx, { clientId }, 'client_revoked', at);
     return revokeFamiliesWhere(trx, { clientId }, 'client_revoked', at);
-  });
+  }));
 }
 
 /** An admin revokes one family (a "session" in the admin API and CLI); false when it already was. */
 export function revokeSession(db: Kysely<Database>, familyId: string, at: Date): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
+  return counted('admin', db.transaction().execute(async (trx) => {
     await queueFamilyLogout(trx, { familyIds: [familyId] }, 'admin', at);
     return revokeFamily(trx, familyId, 'admin', at);
-  });
+  }));
 }
 
 /**
@@ -74,11 +82,11 @@ export function revokeSession(db: Kysely<Database>, familyId: string, at: Date):
  * index is set in the status lists until the last of them (`accessTokenTtl`) has expired.
  */
 export function removeClient(db: Kysely<Database>, clientId: string, at: Date, accessTokenTtl: number): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+  return counted('client_deleted', db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
     const row = await trx.selectFrom('clients').select('cc_status_idx').where('client_id', '=', clientId).executeTakeFirst();
     if (row) await denylist(trx, [{ jti: clientDenyKey(clientId), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: row.cc_status_idx }], at);
     await deleteClient(trx, clientId);
     return n;
-  });
+  }));
 }

@@ -2,6 +2,7 @@
 // concurrency so that a flood of logins cannot starve token signing of the thread pool.
 import argon2 from 'argon2';
 import { TemporarilyUnavailable } from '../errors.js';
+import { metrics } from '../metrics/metrics.js';
 
 export const PASSWORD_PARAMS = { type: argon2.argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 export const MIN_PASSWORD_LENGTH = 8;
@@ -18,17 +19,26 @@ export class Gate {
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.limit) {
-      if (this.waiting.length >= this.queue) throw new TemporarilyUnavailable('the server is busy; try again shortly', 1);
+      if (this.waiting.length >= this.queue) {
+        metrics.passwordHashRejections.inc();
+        throw new TemporarilyUnavailable('the server is busy; try again shortly', 1);
+      }
+      metrics.passwordHashQueue.inc();
       await new Promise<void>((resolve) => this.waiting.push(resolve));
+      metrics.passwordHashQueue.dec();
     } else {
       this.running++;
+      metrics.passwordHashRunning.inc();
     }
     try {
       return await fn();
     } finally {
       const next = this.waiting.shift();
       if (next) next();
-      else this.running--;
+      else {
+        this.running--;
+        metrics.passwordHashRunning.dec();
+      }
     }
   }
 }

@@ -24,6 +24,7 @@ import { planCommands } from './plan.js';
 import { CLIENTS_CHANNEL } from '../store/client-cache.js';
 import { changePassword, disableUser, logoutEverywhere, removeClient, removeUser, revokeClientFamilies, revokeSession } from '../accounts/lifecycle.js';
 import { listFamilies } from '../store/refresh-families.js';
+import { metrics } from '../metrics/metrics.js';
 import { listAudit, recordAudit } from '../store/audit.js';
 import { isUuid } from '../store/users.js';
 import { isStorableText } from '../protocol/storable-text.js';
@@ -57,6 +58,8 @@ export interface Command {
   options: Options;
   positionals?: number;
   needsDb: boolean;
+  /** A list command: the columns of its table (`--table`, the default on a terminal). */
+  columns?: string[];
   run(ctx: CliContext | undefined, values: Values, positionals: string[], stdin: string | undefined): Promise<unknown>;
 }
 
@@ -192,6 +195,7 @@ export const commands: Record<string, Command> = {
     usage: 'latchkey users list',
     options: {},
     needsDb: true,
+    columns: ['id', 'email', 'name', 'email_verified', 'disabled', 'created_at'],
     async run(ctx) {
       return (await listUsers(need(ctx).db)).map(publicUser);
     },
@@ -260,6 +264,7 @@ export const commands: Record<string, Command> = {
     usage: 'latchkey sessions list (--user <id|email> | --client <client_id>) [--all]',
     options: { user: { type: 'string' }, client: { type: 'string' }, all: { type: 'boolean' } },
     needsDb: true,
+    columns: ['id', 'user_id', 'client_id', 'scope', 'last_used_at', 'idle_expires_at', 'revoked_at', 'revoked_reason'],
     async run(c, v) {
       const ctx = need(c);
       const userRef = str(v.user);
@@ -305,6 +310,7 @@ export const commands: Record<string, Command> = {
     usage: 'latchkey audit [--user <id|email>] [--type T] [--since ISO] [--until ISO] [--limit N]',
     options: { user: { type: 'string' }, type: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, limit: { type: 'string' } },
     needsDb: true,
+    columns: ['at', 'type', 'actor', 'user_id', 'client_id', 'ip', 'details'],
     async run(c, v) {
       const ctx = need(c);
       const date = (s: string | undefined, name: string) => {
@@ -442,6 +448,7 @@ export const commands: Record<string, Command> = {
     usage: 'latchkey clients list',
     options: {},
     needsDb: true,
+    columns: ['client_id', 'name', 'type', 'grant_types', 'scopes', 'redirect_uris', 'created_at'],
     async run(ctx) {
       return (await listClients(need(ctx).db)).map(publicClient);
     },
@@ -561,12 +568,25 @@ export function formatText(value: unknown): string {
   return String(value);
 }
 
+/** Rows as an aligned table with a header: arrays joined by commas, null as '-'. */
+export function formatTable(rows: Array<Record<string, unknown>>, columns: string[]): string {
+  if (rows.length === 0) return '(none)';
+  const cell = (v: unknown): string =>
+    v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') || '-' : typeof v === 'object' ? JSON.stringify(v) : String(v).replace(/[\r\n\t]/g, ' ');
+  const body = rows.map((r) => columns.map((c) => cell(r[c])));
+  const widths = columns.map((c, i) => Math.max(c.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((v, i) => (i === cells.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...body.map(line)].join('\n');
+}
+
 export interface ParsedCommand {
   name: string;
   command: Command;
   values: Values;
   positionals: string[];
   json: boolean;
+  /** print a list command's rows as a table (the CLI sets it when stdout is a terminal) */
+  table: boolean;
 }
 
 // Key ids (JWK thumbprints) and client ids are base64url and may begin with '-': such an argument
@@ -604,7 +624,7 @@ export function parseCommand(argv: string[]): ParsedCommand {
   if (!found) throw new CliError(`unknown command: ${argv.slice(0, 2).join(' ')} (run \`latchkey help\`)`);
   let parsed;
   try {
-    parsed = parseArgs({ args: positionalsFirst(found.rest, found.command), options: { ...found.command.options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: positionalsFirst(found.rest, found.command), options: { ...found.command.options, json: { type: 'boolean' }, table: { type: 'boolean' } }, allowPositionals: true, strict: true });
   } catch (err) {
     throw new CliError(`${(err as Error).message.split('\n')[0]} (usage: ${found.command.usage})`);
   }
@@ -614,14 +634,15 @@ export function parseCommand(argv: string[]): ParsedCommand {
       parsed.positionals.length > expected ? `unexpected argument: ${parsed.positionals[expected]} (usage: ${found.command.usage})` : `missing argument (usage: ${found.command.usage})`,
     );
   }
-  const { json, ...values } = parsed.values as Values;
-  return { name: found.name, command: found.command, values, positionals: parsed.positionals, json: Boolean(json) };
+  const { json, table, ...values } = parsed.values as Values;
+  return { name: found.name, command: found.command, values, positionals: parsed.positionals, json: Boolean(json), table: Boolean(table) };
 }
 
 export async function runParsed(p: ParsedCommand, ctx: CliContext | undefined, stdin: string | undefined): Promise<CliResult> {
   try {
     const out = await p.command.run(ctx, p.values, p.positionals, stdin);
-    return { code: 0, stdout: `${p.json ? JSON.stringify(out) : formatText(out)}\n`, stderr: '' };
+    const text = p.json ? JSON.stringify(out) : p.table && p.command.columns && Array.isArray(out) ? formatTable(out as Array<Record<string, unknown>>, p.command.columns) : formatText(out);
+    return { code: 0, stdout: `${text}\n`, stderr: '' };
   } catch (err) {
     if (err instanceof CliError || err instanceof ClientJwksError) return { code: 1, stdout: '', stderr: `error: ${err.message}\n` };
     return { code: 1, stdout: '', stderr: `error: ${(err as Error).message.split('\n')[0]}\n` };

@@ -54,6 +54,7 @@ export const keysCommands: Record<string, Command> = {
     usage: 'latchkey keys list',
     options: {},
     needsDb: true,
+    columns: ['kid', 'alg', 'state', 'published_at', 'activated_at', 'retired_at', 'expires_at', 'promotable_at'],
     async run(c) {
       const ctx = need(c);
       return listKeys({ db: ctx.db, config: ctx.config });

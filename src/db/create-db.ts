@@ -29,7 +29,14 @@ export interface DbHandle {
    * always come with the same SQL text. PGlite runs it as an ordinary query.
    */
   prepared<R>(name: string, query: CompiledQuery): Promise<R[]>;
+  /** For metrics: is the notification connection up, and the pool's connections (Postgres only). */
+  stats?(): DbStats;
   close(): Promise<void>;
+}
+
+export interface DbStats {
+  listening: boolean;
+  pool?: { total: number; idle: number; waiting: number };
 }
 
 export interface CreateDbOptions {
@@ -81,6 +88,8 @@ async function createPglite(dir: string | undefined): Promise<DbHandle> {
     async prepared<R>(_name: string, query: CompiledQuery) {
       return (await db.executeQuery(query)).rows as R[];
     },
+    // notifications come from the same in-process instance: never disconnected
+    stats: () => ({ listening: !pglite.closed }),
     async close() {
       await db.destroy();
       if (!pglite.closed) await pglite.close();
@@ -233,6 +242,7 @@ function createPostgres(url: string, opts: CreateDbOptions): DbHandle {
       const r = await pool.query({ name: id, text: query.sql, values: query.parameters as unknown[] });
       return r.rows as R[];
     },
+    stats: () => ({ listening: listenClient !== undefined, pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } }),
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);

@@ -13,6 +13,7 @@ import { signIdToken } from '../tokens/id-token.js';
 import { MAX_CODE_LENGTH, openCode, type OpenedCode } from '../tokens/codes.js';
 import { digest, randomToken } from '../tokens/opaque.js';
 import { revokeFamiliesWhere } from '../store/refresh-families.js';
+import { metrics } from '../metrics/metrics.js';
 import type { SigningAlg } from '../config.js';
 import type { User } from '../db/types.js';
 import type { Grant, GrantContext, TokenResponse } from './types.js';
@@ -97,6 +98,7 @@ export const authorizationCodeGrant: Grant = {
 
     const replay = async (): Promise<never> => {
       const revoked = await rt.db.transaction().execute((trx) => revokeFamiliesWhere(trx, { codeDigest: code.codeDigest }, 'code_replay', now));
+      metrics.revocations.inc({ cause: 'code_replay' }, revoked);
       await ctx.afterRevocation();
       await ctx.audit({ type: 'code.replayed', userId: code.userId, clientId: client.clientId, details: { families_revoked: revoked } });
       throw new InvalidGrant('the code was already used');

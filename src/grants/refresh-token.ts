@@ -9,6 +9,7 @@ import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
 import { insertRefreshToken, revokeFamily } from '../store/refresh-families.js';
 import { queueFamilyLogout } from '../store/logout-outbox.js';
+import { metrics } from '../metrics/metrics.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { digest } from '../tokens/opaque.js';
@@ -178,6 +179,8 @@ export const refreshTokenGrant: Grant = {
 
     if ('ok' in outcome) return outcome.ok;
     if (outcome.reuse.revoked) {
+      metrics.refreshReuse.inc();
+      metrics.revocations.inc({ cause: 'refresh_reuse' });
       await ctx.afterRevocation();
       await ctx.audit({ type: 'refresh.reuse_detected', userId: outcome.reuse.userId, clientId: client.clientId, details: { family_id: outcome.reuse.familyId } });
     }

@@ -1,7 +1,9 @@
-// Logs are pino JSON. Authorization, cookies, passwords, secrets and tokens never reach a log
+// Logs are pino JSON (readable lines instead when stdout is a terminal, or LOG_FORMAT=pretty;
+// redaction happens before either is written). Authorization, cookies, passwords, secrets and tokens never reach a log
 // line: headers are redacted and query strings keep only the names of their parameters, except a
 // few that are safe to show.
 import type { FastifyServerOptions } from 'fastify';
+import pinoPretty from 'pino-pretty';
 
 const SAFE_QUERY_PARAMS = new Set(['client_id', 'response_type', 'response_mode', 'scope', 'prompt', 'code_challenge_method', 'display', 'ui_locales', 'max_age']);
 
@@ -14,10 +16,21 @@ export function redactUrl(url: string): string {
   return `${url.slice(0, q)}?${parts.join('&')}`;
 }
 
-export function loggerOptions(level: string, stream?: NodeJS.WritableStream): FastifyServerOptions['logger'] {
+/** JSON unless LOG_FORMAT says otherwise or stdout is a terminal (a person is reading). */
+export function logFormat(configured: 'json' | 'pretty' | undefined, isTTY = Boolean(process.stdout.isTTY)): 'json' | 'pretty' {
+  return configured ?? (isTTY ? 'pretty' : 'json');
+}
+
+/** The pretty stream for people: one line per event, synchronous like the JSON one. */
+export function prettyStream(destination: NodeJS.WritableStream = process.stdout, colorize = Boolean(process.stdout.isTTY)): NodeJS.WritableStream {
+  return pinoPretty({ destination, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true });
+}
+
+export function loggerOptions(level: string, stream?: NodeJS.WritableStream, format: 'json' | 'pretty' = 'json'): FastifyServerOptions['logger'] {
+  const out = format === 'pretty' ? prettyStream(stream ?? process.stdout, stream ? false : undefined) : stream;
   return {
     level,
-    ...(stream ? { stream } : {}),
+    ...(out ? { stream: out } : {}),
     redact: {
       paths: [
         'req.headers.authorization',

@@ -67,6 +67,8 @@ export class StaticResponses {
 
   /** How many requests were answered from a snapshot (tests and diagnostics). */
   answered = 0;
+  /** Called for each request answered from a snapshot (metrics: such requests skip Fastify's hooks). */
+  onAnswered: ((path: string) => void) | undefined;
 
   /** While false, every request goes through Fastify, whose hooks may refuse it (a database outage past its grace). */
   available: () => boolean = () => true;
@@ -109,6 +111,7 @@ export class StaticResponses {
       return false;
     }
     this.answered++;
+    this.onAnswered?.(url);
     res.writeHead(200, snap.headers);
     res.end(snap.body);
     return true;

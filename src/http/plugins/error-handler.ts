@@ -11,6 +11,7 @@ import { DatabaseUnavailable, isDatabaseUnavailable } from '../../db/errors.js';
 import type { DbHealth } from '../../db/health.js';
 import { sendPage } from '../browser.js';
 import { unavailablePage } from '../views/pages.js';
+import { metrics } from '../../metrics/metrics.js';
 
 export type ErrorRenderer = (err: OAuthError, req: FastifyRequest, reply: FastifyReply) => unknown;
 
@@ -97,6 +98,7 @@ export function registerErrorHandling(app: FastifyInstance, { config, health }: 
   });
 
   app.setNotFoundHandler((req, reply) => {
+    metrics.observeRequest(req.method, undefined, 404);
     reply.code(404).header('cache-control', 'no-store').send({ error: 'not_found', error_description: 'no such route' });
   });
 }

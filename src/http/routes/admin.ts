@@ -7,6 +7,7 @@ import { verifyAccessToken } from '../../tokens/access-token.js';
 import { ADMIN_SCOPE } from '../../protocol/scopes.js';
 import { findUserByIdOrEmail, isUuid, publicUser } from '../../store/users.js';
 import { listFamilies } from '../../store/refresh-families.js';
+import { metrics } from '../../metrics/metrics.js';
 import { listAudit } from '../../store/audit.js';
 import { findClient, listClients, publicClient } from '../../store/clients.js';
 import { listNotices } from '../../store/logout-outbox.js';

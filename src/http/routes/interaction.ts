@@ -16,6 +16,7 @@ import { consentPage, errorPage, loginPage } from '../views/pages.js';
 import { codeResponse, currentSession, errorResponse, needsConsent, redirect303, sendAuthorizationResponse } from '../authorization-flow.js';
 import { interactionUrl } from './authorize.js';
 import type { Services } from '../services.js';
+import { metrics } from '../../metrics/metrics.js';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 20, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
 const Sealed = Type.Optional(Type.String({ maxLength: MAX_SEALED_INTERACTION }));
@@ -169,6 +170,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       } catch (err) {
         if (err instanceof TooManyFailures) {
           reply.header('retry-after', err.headers['retry-after']);
+          metrics.logins.inc({ result: 'throttled' });
           return renderLogin(reply, req.params.id, i, 429, 'Too many failed attempts. Wait a while and try again.', email);
         }
         throw err;
@@ -185,6 +187,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
       }
       if (!user || !ok || user.disabled) {
         // a failure stays counted
+        metrics.logins.inc({ result: 'failure' });
         await svc.audit(req, { type: 'login.failure', userId: user?.id ?? null, clientId: i.clientId, details: { reason: !user ? 'unknown_user' : user.disabled ? 'disabled' : 'bad_password' } });
         return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
       }
@@ -207,6 +210,7 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         userAgent: req.headers['user-agent'],
       });
       reply.setCookie(svc.cookies.session, cookieValue, cookieOptions(config, config.sessionAbsoluteTtl));
+      metrics.logins.inc({ result: 'success' });
       await svc.audit(req, { type: 'login.success', userId: user.id, clientId: i.clientId, details: { sid: session.sid } });
       return finish(reply, { ...i, userId: user.id, sessionSid: session.sid, loginDone: true }, session);
     },

@@ -6,6 +6,7 @@ import { InvalidRequest, UnauthorizedClient } from '../../errors.js';
 import { denylist, revokeFamily } from '../../store/refresh-families.js';
 import { rotateClientStatusIndex } from '../../store/clients.js';
 import { statusIndexOf } from '../../tokens/status-list.js';
+import { metrics } from '../../metrics/metrics.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { digest } from '../../tokens/opaque.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
@@ -33,7 +34,7 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
       if (row) {
         if (row.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
         if (!row.revoked_at) {
-          await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now));
+          if (await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now))) metrics.revocations.inc({ cause: 'revoked_by_client' });
           await svc.denylist.sync();
           await svc.audit(req, { type: 'refresh.revoked', userId: row.user_id, clientId: client.clientId, details: { family_id: row.id } });
         }
@@ -65,6 +66,7 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
         // this replica's next client_credentials token already carries the client's new index
         if (!verified.fid) svc.clients.invalidate(client.clientId);
         if (added) {
+          metrics.revocations.inc({ cause: 'access_token_revoked' });
           await svc.denylist.sync();
           await svc.audit(req, { type: 'access_token.revoked', userId: claims.sub === client.clientId ? null : claims.sub, clientId: client.clientId, details: { jti: claims.jti } });
         }

@@ -6,6 +6,7 @@ import { grants } from '../../grants/registry.js';
 import { authenticateClient, resourceParams, singleParams, type FormParams } from '../client-authentication.js';
 import { FormBody, OAuthErrorResponse } from '../schemas/form.js';
 import type { Services } from '../services.js';
+import { metrics } from '../../metrics/metrics.js';
 
 const TokenResponse = Type.Object({
   access_token: Type.String(),
@@ -30,7 +31,7 @@ export function registerToken(app: FastifyInstance, svc: Services): void {
       if (!grant) throw new UnsupportedGrantType(`unsupported grant_type: ${grantType.slice(0, 64)}`);
       const client = await authenticateClient(svc, req, params);
       if (!client.grantTypes.includes(grantType)) throw new UnauthorizedClient(`the client may not use ${grantType}`);
-      return grant.handle({
+      const response = await grant.handle({
         rt: svc.rt,
         client,
         params,
@@ -40,6 +41,8 @@ export function registerToken(app: FastifyInstance, svc: Services): void {
         audit: (e) => svc.audit(req, e),
         afterRevocation: () => svc.denylist.sync(),
       });
+      metrics.tokensIssued.inc({ grant_type: grant.grantType });
+      return response;
     },
   );
   app.get('/token', async (_req, reply) => {
