@@ -168,7 +168,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   };
 
   statics.attach(app); // before the routes: it collects those with config.staticVersion
-  await app.register(metricsPlugin, { rt, denylist });
+  await app.register(metricsPlugin, { rt, denylist, denylistStale: () => denylist.isStale });
   registerHealth(app, rt, health);
   registerJwks(app, rt.keystore, config.jwksMaxAge);
   registerDiscovery(app, config, capabilities(rt));

@@ -78,6 +78,11 @@ export class DenylistView {
     await this.unlisten?.();
   }
 
+  /** Not answering from memory: a full resync is pending, memory overflowed, or notifications are down. */
+  get isStale(): boolean {
+    return this.stale || this.overflow || !this.listening;
+  }
+
   get size(): number {
     return this.entries.size;
   }

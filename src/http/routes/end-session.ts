@@ -13,6 +13,7 @@ import { endSessionByCookie } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
 import { revokeFamiliesWhere } from '../../store/refresh-families.js';
 import { queueSessionLogout } from '../../store/logout-outbox.js';
+import { metrics } from '../../metrics/metrics.js';
 import { buildRedirect } from '../../protocol/authorization-request.js';
 import { clearCookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
 import { errorPage, loggedOutPage, logoutConfirmPage } from '../views/pages.js';
@@ -72,6 +73,7 @@ export function registerEndSession(app: FastifyInstance, svc: Services): void {
     // the trigger tells every replica at commit; this one need not wait for it
     svc.sessions.invalidate(digest(cookie));
     if (result.sid) {
+      metrics.revocations.inc({ cause: 'logout' }, result.families);
       await svc.denylist.sync();
       await svc.audit(req, { type: 'logout', details: { sid: result.sid, families_revoked: result.families } });
     }
