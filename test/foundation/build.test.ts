@@ -66,6 +66,9 @@ t.test('the built server runs from the files the image holds', async (t) => {
     const from = parts.find((p) => p.startsWith('--from='));
     const args = parts.filter((p) => !p.startsWith('--'));
     const dest = path.resolve(app, args.pop()!);
+    // what the image lays over its installed dependencies (argon2 compiled in the builder): here
+    // the repository's node_modules stand in for them whole
+    if (path.relative(app, dest).split(path.sep)[0] === 'node_modules') continue;
     for (const src of args) {
       // from the builder stage: its /app is this repository after `npm run build`
       const source = from ? path.join(ROOT, src.replace(/^\/app\//, '')) : path.join(ROOT, src);
