@@ -66,10 +66,10 @@ export function startChild(name: string, args: string[], env: Record<string, str
   if (opts.logSink && !process.env.BENCH_VERBOSE) {
     const wc = spawn('wc', ['-l'], { stdio: ['pipe', 'pipe', 'ignore'] });
     sink = wc;
-    children.add(wc);
+    // not in `children`: stopAll must not kill it before it has counted; it ends at the server's EOF
     let out = '';
     wc.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
-    stdoutLines = new Promise((resolve) => wc.on('close', () => { children.delete(wc); resolve(Number(out.trim()) || 0); }));
+    stdoutLines = new Promise((resolve) => wc.on('close', () => resolve(Number(out.trim()) || 0)));
   }
   const stdout = sink ? sink.stdin! : 'pipe';
   const proc = spawn(process.execPath, args, {
