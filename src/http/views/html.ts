@@ -38,9 +38,9 @@ button.secondary{background:#e6e8ec;color:#1d2330}.row{display:flex;gap:.6rem}.r
 ul{padding-left:1.2rem}.muted{color:#5b6474;font-size:.85rem}
 `;
 
-export function page(title: string, body: SafeHtml): string {
+export function page(title: string, body: SafeHtml, head: SafeHtml | '' = ''): string {
   return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">${head}
 <title>${title}</title><link rel="stylesheet" href="/assets/latchkey.css"></head>
 <body><main>${body}</main></body></html>`.value;
 }
