@@ -256,6 +256,9 @@ function pgCpuBetween(before: Map<number, number>, after: Map<number, number>): 
   return { ms, lost };
 }
 
+/** Workloads that write rows on every request: their tables are vacuumed before each measured run. */
+const VACUUMED = new Set(['refresh_token', 'authcode_session']);
+
 async function runWorkload(w: Workload, targets: Target[]): Promise<Outcome> {
   const against = w.against ?? 'peer';
   const other = against === 'bare' ? 'bare-http' : 'peer';
@@ -278,6 +281,9 @@ async function runWorkload(w: Workload, targets: Target[]): Promise<Outcome> {
     // alternate who goes first, so drift (thermal, GC, Postgres checkpoints) does not favour one side
     const order = round % 2 === 0 ? ready : [...ready].reverse();
     for (const [position, { t, p }] of order.entries()) {
+      // this machine's Postgres runs with autovacuum off; a default install vacuums a table this busy
+      // about once a minute (autovacuum_naptime): do what it would, outside the timed window
+      if (t.pgDatabase && VACUUMED.has(w.name)) await withAdmin((c) => c.query('VACUUM (ANALYZE) refresh_tokens, refresh_families, login_sessions, interactions, audit_events'), t.pgDatabase).catch((err: unknown) => log(`  vacuum: ${(err as Error).message}`));
       await p.reset?.();
       await pause(300);
       const pg0 = t.pgDatabase ? await pgBackendCpu(t.pgDatabase) : undefined;
@@ -313,6 +319,7 @@ interface Report {
   peerConfig: string[];
   /** settings inherited from the bench's environment that change how Latchkey runs */
   deviations: string[];
+  pgSettings: { synchronousCommit?: string; autovacuum?: string };
   /** stdout lines of every Latchkey process (its log), and the requests of replica A's measured runs */
   logLines?: number;
   requestsServed: number;
@@ -498,6 +505,7 @@ function renderReport(r: Report): string {
     `- each figure: median of ${ROUNDS} runs of ${DURATION_MS / 1000} s per server, alternating which server goes first, after a ${WARMUP_MS / 1000} s warm-up; errors summed over the runs; Latchkey/peer is the median of the per-round ratios`,
     `- Latchkey: dist/server.js with its defaults; the bench sets only ${[...DEPLOYMENT_SETTINGS].join(', ')}. Deviations from the defaults: ${r.deviations.length ? r.deviations.join(', ') : 'none'} (LOG_LEVEL is info, its default: one JSON line per request, written to a pipe read by \`wc -l\` in its own process, as a log collector would; ${r.logLines === undefined ? '?' : r.logLines.toLocaleString('en-US')} lines written by the Latchkey processes, ${r.requestsServed.toLocaleString('en-US')} requests measured on replica A, of which successful discovery and JWKS GETs write no line, by Latchkey's default)`,
     `- ${CONNECTION_COUNTS.join(' and ')} connections (virtual clients) for each compared workload; fresh refresh chains and login sessions before every warm-up and measured run, on both servers (outside the timed window)`,
+    `- Postgres: synchronous_commit ${r.pgSettings.synchronousCommit ?? '?'}; autovacuum ${r.pgSettings.autovacuum ?? '?'} on this server${r.pgSettings.autovacuum === 'off' ? ', so the bench runs VACUUM (ANALYZE) on the tables refresh_token and authcode_session write before each of their measured runs, outside the timed window, as autovacuum would about once a minute on a default install' : ''}`,
     ...(r.distChanged ? [`- **warning: dist/ was rebuilt during the run** (build stamp ${r.distChanged}); processes started after that (replica B, --large) ran newer code than replica A`] : []),
     '',
     '## Latchkey vs node-oidc-provider (and, for discovery and JWKS, a bare node:http server)',
@@ -616,6 +624,7 @@ async function main(): Promise<void> {
     large: { status: args.large ? 'not run' : 'not run (pass --large; needs the final schema in bench/seed-large.ts)' },
     peerConfig: [...PEER_CONFIG_NOTES],
     deviations: inheritedDeviations(),
+    pgSettings: {},
     requestsServed: 0,
   };
   if (report.deviations.length) log(`bench: Latchkey deviates from its defaults: ${report.deviations.join(', ')}`);
@@ -636,6 +645,10 @@ async function main(): Promise<void> {
     await recreateDb(args.db);
     admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
     await admin.connect();
+    report.pgSettings = {
+      synchronousCommit: String((await admin.query('SHOW synchronous_commit')).rows[0].synchronous_commit),
+      autovacuum: String((await admin.query('SHOW autovacuum')).rows[0].autovacuum),
+    };
     dbs.push(args.db);
     const portA = await freePort();
     const issuerA = `http://127.0.0.1:${portA}`;
