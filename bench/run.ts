@@ -17,6 +17,7 @@ import { cpuMs, freePort, installCleanup, rssMb, runToCompletion, startChild, st
 import { fmt, median, medianOf, type RunResult } from './lib/stats.js';
 import { clientCredentialsWorkload, discovery, introspection, jwks, tokenKind, userinfo } from './workloads/stateless.js';
 import { authcodeSession, KEYCLOAK_LOGINS_PER_VCPU, passwordLogin, refreshWorkload } from './workloads/stateful.js';
+import { loginBurst } from './workloads/login-burst.js';
 import { measurePropagation, type PropagationResult } from './workloads/revocation.js';
 import { backchannelSection, measureBackchannelLogout, type BackchannelResult } from './workloads/backchannel.js';
 import type { Prepared, Workload } from './workloads/types.js';
@@ -67,13 +68,18 @@ if (!/^[a-z_][a-z0-9_]*$/.test(args.db)) throw new Error('--db must be a plain l
 const ID_TOKEN_ALG = args['id-token-alg'];
 if (ID_TOKEN_ALG !== 'ES256' && ID_TOKEN_ALG !== 'RS256') throw new Error('--id-token-alg must be ES256 or RS256');
 
-const ALL_WORKLOADS = [discovery, jwks, clientCredentialsWorkload, userinfo, introspection, refreshWorkload, authcodeSession, passwordLogin];
+const ALL_WORKLOADS = [discovery, jwks, clientCredentialsWorkload, userinfo, introspection, refreshWorkload, authcodeSession, passwordLogin, loginBurst];
+/** Issue 14: every compared workload at 20 and 50 connections (password login and the burst have their own). */
+const CONNECTION_COUNTS = [20, 50];
 const only = args.only?.split(',').map((s) => s.trim());
 const skip = args.skip?.split(',').map((s) => s.trim()) ?? [];
 for (const n of [...(only ?? []), ...skip]) {
   if (n !== 'none' && !ALL_WORKLOADS.some((w) => w.name === n)) throw new Error(`unknown workload ${n} (known: ${ALL_WORKLOADS.map((w) => w.name).join(', ')}, or none)`);
 }
-const WORKLOADS = ALL_WORKLOADS.filter((w) => (!only || only.includes(w.name)) && !skip.includes(w.name));
+const WORKLOADS = ALL_WORKLOADS.filter((w) => (!only || only.includes(w.name)) && !skip.includes(w.name)).flatMap((w) =>
+  w.only ? [w] : CONNECTION_COUNTS.map((connections) => ({ ...w, connections })),
+);
+const label = (w: Workload) => (w.only ? w.name : `${w.name} @${w.connections}`);
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 let statusListMd = '';
@@ -111,17 +117,37 @@ interface LatchkeyEnv {
 /** Extra node flags for the Latchkey processes, e.g. BENCH_LATCHKEY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const nodeArgs = (): string[] => (process.env.BENCH_LATCHKEY_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
+/** Latchkey's settings that the bench sets: where it listens and what it connects to, nothing else. */
+const DEPLOYMENT_SETTINGS = new Set(['PORT', 'HOST', 'ISSUER', 'DATABASE_URL', 'LATCHKEY_KEK', 'LATCHKEY_KEK_FILE', 'MALLOC_MMAP_THRESHOLD_']);
+
+/**
+ * Settings from the bench's own environment that would reach Latchkey and change how it runs
+ * (LOG_LEVEL, PG_POOL_SIZE, …): printed in the report as deviations from the defaults.
+ */
+function inheritedDeviations(): string[] {
+  const known = /^(LOG_|PG_|PASSWORD_|SESSION_|ACCESS_|REFRESH_|STATUS_|TRUST_|BODY_|RATE_|LATCHKEY_|DATA_DIR$|NODE_OPTIONS$|UV_THREADPOOL_SIZE$|NODE_ENV$)/;
+  return Object.keys(process.env)
+    .filter((k) => known.test(k) && !DEPLOYMENT_SETTINGS.has(k))
+    .map((k) => `${k}=${k.includes('KEK') || k.includes('SECRET') ? '…' : process.env[k]}`);
+}
+
 function latchkeyEnv(e: LatchkeyEnv, port: number, issuer: string): Record<string, string> {
-  const env: Record<string, string> = { PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: e.databaseUrl, LATCHKEY_KEK: e.kek, LATCHKEY_KEK_FILE: '', LOG_LEVEL: 'warn' };
+  // issue 14: Latchkey's defaults (LOG_LEVEL=info: one line per request, the pool size, prepared
+  // statements as shipped); the bench only says where to listen and which database to use
+  const env: Record<string, string> = { PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: e.databaseUrl, LATCHKEY_KEK: e.kek, LATCHKEY_KEK_FILE: '' };
   // as `npm start` and the Docker image run it (see scripts/start.js)
   env.MALLOC_MMAP_THRESHOLD_ = process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072';
   return env;
 }
 
+/** Lines Latchkey processes wrote to stdout (their log), counted by the sink as each one exits. */
+const logLines: Promise<number>[] = [];
+
 /** Launches dist/server.js and returns it with the ms from spawn to /readyz 200. */
 async function startLatchkey(name: string, e: LatchkeyEnv, port: number, issuer: string): Promise<{ child: Child; readyMs: number }> {
   const t0 = performance.now();
-  const child = startChild(name, [...nodeArgs(), path.join(ROOT, 'dist', 'server.js')], latchkeyEnv(e, port, issuer), { cwd: ROOT });
+  const child = startChild(name, [...nodeArgs(), path.join(ROOT, 'dist', 'server.js')], latchkeyEnv(e, port, issuer), { cwd: ROOT, logSink: true });
+  if (child.stdoutLines) logLines.push(child.stdoutLines);
   const readyMs = await waitFor200(child, `http://127.0.0.1:${port}/readyz`, t0);
   return { child, readyMs };
 }
@@ -177,6 +203,12 @@ type Status = { kind: 'ok'; prepared: Prepared } | { kind: 'na'; reason: string 
 interface RawRun extends RunResult {
   /** CPU time of the server process (not Postgres) per request, in ms */
   cpuMsPerRequest?: number;
+  /** CPU time of the Postgres backends serving the server's database, per request, in ms */
+  pgCpuMsPerRequest?: number;
+  /** backends that were there at the start of the run and gone at its end (their CPU is missed) */
+  pgBackendsLost?: number;
+  connections: number;
+  detail?: string;
   workload: string;
   target: string;
   round: number;
@@ -200,28 +232,74 @@ async function prepareOn(w: Workload, t: Target): Promise<Status> {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// ───────────────────────────── Postgres CPU ─────────────────────────────
+
+/** The admin connection (to the `postgres` database, so its own backend is never counted). */
+let admin: pg.Client | undefined;
+
+/** CPU ms so far of each client backend connected to `db` (pg_stat_activity + /proc/<pid>/stat). */
+async function pgBackendCpu(db: string): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  if (!admin) return out;
+  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
+  for (const { pid } of rows) {
+    const ms = cpuMs(pid);
+    if (ms !== undefined) out.set(pid, ms);
+  }
+  return out;
+}
+
+/** CPU the backends used between two samples: a backend new at the end counts whole (it started during the run). */
+function pgCpuBetween(before: Map<number, number>, after: Map<number, number>): { ms: number; lost: number } {
+  let ms = 0;
+  for (const [pid, v] of after) ms += v - (before.get(pid) ?? 0);
+  let lost = 0;
+  for (const pid of before.keys()) if (!after.has(pid)) lost++;
+  return { ms, lost };
+}
+
+/** Workloads that write rows on every request: their tables are vacuumed before each measured run. */
+const VACUUMED = new Set(['refresh_token', 'authcode_session']);
+
 async function runWorkload(w: Workload, targets: Target[]): Promise<Outcome> {
-  const ts = targets.filter((t) => !w.only || w.only.includes(t.name));
+  const against = w.against ?? 'peer';
+  const other = against === 'bare' ? 'bare-http' : 'peer';
+  const ts = w.only ? targets.filter((t) => w.only!.includes(t.name)) : targets.some((t) => t.name === 'latchkey') ? targets.filter((t) => t.name === 'latchkey' || t.name === other) : targets;
   const outcome: Outcome = { workload: w, perTarget: {} };
   const ready: { t: Target; p: Prepared }[] = [];
   for (const t of ts) {
     const s = await prepareOn(w, t);
     outcome.perTarget[t.name] = { status: s.kind, reason: s.kind === 'ok' ? undefined : s.reason, notes: s.kind === 'ok' ? (s.prepared.notes ?? []) : [], runs: [] };
     if (s.kind === 'ok') ready.push({ t, p: s.prepared });
-    else log(`  ${w.name} on ${t.name}: ${s.kind === 'na' ? 'n/a' : 'ERROR'}: ${s.reason}`);
+    else log(`  ${label(w)} on ${t.name}: ${s.kind === 'na' ? 'n/a' : 'ERROR'}: ${s.reason}`);
   }
-  if (WARMUP_MS > 0) for (const { p } of ready) await p.run(WARMUP_MS);
+  if (WARMUP_MS > 0) {
+    for (const { p } of ready) {
+      await p.reset?.();
+      await p.run(WARMUP_MS);
+    }
+  }
   for (let round = 0; round < ROUNDS; round++) {
     // alternate who goes first, so drift (thermal, GC, Postgres checkpoints) does not favour one side
     const order = round % 2 === 0 ? ready : [...ready].reverse();
     for (const [position, { t, p }] of order.entries()) {
+      // this machine's Postgres runs with autovacuum off; a default install vacuums a table this busy
+      // about once a minute (autovacuum_naptime): do what it would, outside the timed window
+      if (t.pgDatabase && VACUUMED.has(w.name)) await withAdmin((c) => c.query('VACUUM (ANALYZE) refresh_tokens, refresh_families, login_sessions, interactions, audit_events'), t.pgDatabase).catch((err: unknown) => log(`  vacuum: ${(err as Error).message}`));
+      await p.reset?.();
       await pause(300);
+      const pg0 = t.pgDatabase ? await pgBackendCpu(t.pgDatabase) : undefined;
       const cpu0 = cpuMs(t.pid);
       const r = await p.run(DURATION_MS);
       const cpu1 = cpuMs(t.pid);
+      const pg1 = t.pgDatabase ? await pgBackendCpu(t.pgDatabase) : undefined;
       const cpuMsPerRequest = cpu0 !== undefined && cpu1 !== undefined && r.requests > 0 ? (cpu1 - cpu0) / r.requests : undefined;
-      outcome.perTarget[t.name].runs.push({ ...r, cpuMsPerRequest, workload: w.name, target: t.name, round: round + 1, position: position + 1 });
-      log(`  ${w.name.padEnd(18)} round ${round + 1} ${t.name.padEnd(8)} ${fmt(r.rps).padStart(8)}/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  errors ${r.errors}${r.firstError ? ` (${r.firstError.slice(0, 160)})` : ''}`);
+      const pgc = pg0 && pg1 ? pgCpuBetween(pg0, pg1) : undefined;
+      const pgCpuMsPerRequest = pgc && r.requests > 0 ? pgc.ms / r.requests : undefined;
+      outcome.perTarget[t.name].runs.push({ ...r, cpuMsPerRequest, pgCpuMsPerRequest, pgBackendsLost: pgc?.lost, connections: w.connections, workload: w.name, target: t.name, round: round + 1, position: position + 1 });
+      log(
+        `  ${label(w).padEnd(22)} round ${round + 1} ${t.name.padEnd(9)} ${fmt(r.rps).padStart(8)}/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  errors ${r.errors}  cpu ${fmt(cpuMsPerRequest, 3)}${pgCpuMsPerRequest !== undefined ? `+pg ${fmt(pgCpuMsPerRequest, 3)}` : ''} ms/req${r.detail ? `  ${r.detail}` : ''}${r.firstError ? ` (${r.firstError.slice(0, 160)})` : ''}`,
+      );
     }
   }
   for (const pt of Object.values(outcome.perTarget)) if (pt.runs.length) pt.median = medianOf(pt.runs);
@@ -241,9 +319,13 @@ interface Report {
   propagation: (PropagationResult | { kind: string; na: string })[];
   backchannel?: BackchannelResult | { na: string };
   large: { status: string; rows?: string; empty?: RunResult; seeded?: RunResult; runs?: RawRun[] };
-  /** discovery and JWKS on a bare Fastify server (bench/reference.ts) against the peer */
-  reference: Outcome[];
   peerConfig: string[];
+  /** settings inherited from the bench's environment that change how Latchkey runs */
+  deviations: string[];
+  pgSettings: { synchronousCommit?: string; autovacuum?: string };
+  /** stdout lines of every Latchkey process (its log), and the requests of replica A's measured runs */
+  logLines?: number;
+  requestsServed: number;
   loadEnd?: string;
   distChanged?: string;
 }
@@ -265,56 +347,71 @@ function pairedRatio(l: RawRun[], p: RawRun[]): number | undefined {
   return ratios.length ? median(ratios) : undefined;
 }
 
+const TOKEN_WORKLOADS = new Set(['client_credentials', 'refresh_token', 'authcode_session']);
+
+function otherOf(o: Outcome): string {
+  return (o.workload.against ?? 'peer') === 'bare' ? 'bare-http' : 'peer';
+}
+
+/** The compared workloads at both connection counts: Latchkey, the other server, the ratio, the targets. */
 function summaryTable(r: Report): string {
   const rows = [
-    '| workload | Latchkey req/s | p50 ms | p99 ms | errors | peer req/s | p50 ms | p99 ms | errors | Latchkey/peer | target |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| workload | conn | Latchkey req/s | p50 ms | p99 ms | errors | compared with | its req/s | p50 ms | p99 ms | errors | ratio | target |',
+    '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|',
   ];
   for (const o of r.outcomes) {
     if (o.workload.only) continue;
+    const other = otherOf(o);
     const l = o.perTarget.latchkey;
-    const p = o.perTarget.peer;
+    const p = o.perTarget[other];
     const ratio = pairedRatio(l?.runs ?? [], p?.runs ?? []);
     const goals: string[] = [];
     if (o.workload.targetRatio !== undefined) goals.push(`≥ ${o.workload.targetRatio}× ${ratio === undefined ? '' : verdict(ratio >= o.workload.targetRatio)}`.trim());
-    if (o.workload.targetP99Ms !== undefined) goals.push(`p99 ≤ ${o.workload.targetP99Ms} ms ${l?.median ? verdict(l.median.p99 <= o.workload.targetP99Ms) : ''}`.trim());
+    if (o.workload.targetP99Ms !== undefined && o.workload.connections >= 50) goals.push(`p99 ≤ ${o.workload.targetP99Ms} ms ${l?.median ? verdict(l.median.p99 <= o.workload.targetP99Ms) : ''}`.trim());
     if (l?.median) goals.push(`no errors ${verdict(l.median.errors === 0)}`);
-    rows.push(`| ${o.workload.name}${o.workload.unit ? ` (${o.workload.unit.split(' ')[0]})` : ''} | ${cell(l).join(' | ')} | ${cell(p).join(' | ')} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${goals.join('; ')} |`);
+    const name = `${o.workload.name}${o.workload.unit ? ` (${o.workload.unit.split(' ')[0]})` : ''}`;
+    rows.push(`| ${name} | ${o.workload.connections} | ${cell(l).join(' | ')} | ${other === 'peer' ? 'node-oidc-provider' : 'bare node:http'} | ${cell(p).join(' | ')} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${goals.join('; ')} |`);
   }
   return rows.join('\n');
 }
 
-/** CPU per request of each server process (median over rounds): robust to a busy machine. */
+/**
+ * CPU per request (median over rounds): Latchkey's node process, its Postgres backends, their sum,
+ * and the other server's process (the peer keeps everything in its own memory).
+ */
 function cpuTable(r: Report): string {
-  const rows = ['| workload | Latchkey CPU ms/req | peer CPU ms/req | Latchkey/peer cost |', '|---|---:|---:|---:|'];
+  const rows = [
+    '| workload | conn | Latchkey node ms/req | Latchkey Postgres ms/req | Latchkey total ms/req | other server ms/req | Latchkey total / other | target |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
+  ];
   for (const o of r.outcomes) {
     if (o.workload.only) continue;
-    const m = (name: string) => median((o.perTarget[name]?.runs ?? []).map((x) => x.cpuMsPerRequest ?? NaN));
-    const l = m('latchkey');
-    const p = m('peer');
-    rows.push(`| ${o.workload.name} | ${fmt(l, 3)} | ${fmt(p, 3)} | ${Number.isFinite(l / p) ? `${(l / p).toFixed(2)}×` : 'n/a'} |`);
+    const runs = o.perTarget.latchkey?.runs ?? [];
+    const node = median(runs.map((x) => x.cpuMsPerRequest ?? NaN));
+    const pgc = median(runs.map((x) => x.pgCpuMsPerRequest ?? NaN));
+    const total = median(runs.map((x) => (x.cpuMsPerRequest ?? NaN) + (x.pgCpuMsPerRequest ?? NaN)));
+    const other = median((o.perTarget[otherOf(o)]?.runs ?? []).map((x) => x.cpuMsPerRequest ?? NaN));
+    const ratio = total / other;
+    const target = o.workload.name === 'refresh_token' ? `≤ 0.5× ${Number.isFinite(ratio) ? verdict(ratio <= 0.5) : ''}` : '';
+    rows.push(`| ${o.workload.name} | ${o.workload.connections} | ${fmt(node, 3)} | ${fmt(pgc, 3)} | ${fmt(total, 3)} | ${fmt(other, 3)} (${otherOf(o)}) | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : 'n/a'} | ${target} |`);
   }
   return rows.join('\n');
 }
 
-/** The bare-Fastify yardstick against the peer, and how much of its speed Latchkey keeps. */
-function referenceSection(r: Report): string {
-  if (!r.reference.length) return 'not run (it runs with the discovery and jwks workloads)';
-  const rows = [
-    'The issue\'s yardstick, measured in this run: a bare Fastify server (`bench/reference.ts`) serving Latchkey\'s own discovery and JWKS bodies, precomputed, with no logging, hooks, security headers or rate limits, against the same peer. It shows the ratio this machine and its load generator allow.',
+/** The login burst: 100 browsers submitting the login form at once. */
+function burstSection(r: Report): string {
+  const o = r.outcomes.find((x) => x.workload.name === loginBurst.name);
+  const pt = o?.perTarget.latchkey;
+  if (!pt) return 'not run';
+  if (pt.status !== 'ok') return `Latchkey: ${pt.status === 'na' ? 'n/a' : 'error'} (${pt.reason ?? ''})`;
+  const errors = pt.runs.reduce((a, x) => a + x.errors, 0);
+  return [
+    `${o!.workload.connections} fresh browsers open the login page, then all submit the form at the same moment (one burst per round, ${pt.runs.length} rounds). An error page is any answer other than the redirect on the way to the code; a busy page that reloads itself is followed and counted as a retry. Target: no error page ${verdict(errors === 0)}.`,
     '',
-    '| workload | bare Fastify req/s | peer req/s | bare/peer | Latchkey req/s (above) | Latchkey/bare |',
-    '|---|---:|---:|---:|---:|---:|',
-  ];
-  for (const o of r.reference) {
-    const bare = o.perTarget['bare-fastify'];
-    const peer = o.perTarget.peer;
-    const l = r.outcomes.find((x) => x.workload === o.workload)?.perTarget.latchkey?.median?.rps;
-    const ratio = bare && peer ? pairedRatio(bare.runs, peer.runs) : undefined;
-    const b = bare?.median?.rps;
-    rows.push(`| ${o.workload.name} | ${fmt(b)} | ${fmt(peer?.median?.rps)} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${fmt(l)} | ${l !== undefined && b ? `${(l / b).toFixed(2)}` : 'n/a'} |`);
-  }
-  return rows.join('\n');
+    '| round | outcome | p50 ms | p99 ms | first error page |',
+    '|---:|---|---:|---:|---|',
+    ...pt.runs.map((x) => `| ${x.round} | ${x.detail ?? ''} | ${fmt(x.p50, 0)} | ${fmt(x.p99, 0)} | ${(x.firstError ?? '').replace(/\|/g, '/').slice(0, 120)} |`),
+  ].join('\n');
 }
 
 function passwordSection(r: Report): string {
@@ -376,12 +473,13 @@ function largeSection(r: Report): string {
 
 function rawTable(r: Report): string {
   const rows = [
-    '| workload | server | round | position | req/s | p50 ms | p99 ms | errors | requests | s | server CPU ms/req | first error |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| workload | conn | server | round | position | req/s | p50 ms | p99 ms | errors | requests | s | server CPU ms/req | Postgres CPU ms/req | first error |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
-  const all = [...[...r.outcomes, ...r.reference].flatMap((o) => Object.values(o.perTarget).flatMap((p) => p.runs)), ...(r.large.runs ?? [])];
+  const all = [...r.outcomes.flatMap((o) => Object.values(o.perTarget).flatMap((p) => p.runs)), ...(r.large.runs ?? [])];
   for (const x of all) {
-    rows.push(`| ${x.workload} | ${x.target} | ${x.round} | ${x.position} | ${x.rps.toFixed(1)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.errors} | ${x.requests} | ${x.seconds.toFixed(2)} | ${x.cpuMsPerRequest === undefined ? '' : x.cpuMsPerRequest.toFixed(3)} | ${(x.firstError ?? '').replace(/\|/g, '/').slice(0, 120)} |`);
+    const pgc = x.pgCpuMsPerRequest === undefined ? '' : `${x.pgCpuMsPerRequest.toFixed(3)}${x.pgBackendsLost ? ` (${x.pgBackendsLost} backends gone)` : ''}`;
+    rows.push(`| ${x.workload} | ${x.connections} | ${x.target} | ${x.round} | ${x.position} | ${x.rps.toFixed(1)} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.errors} | ${x.requests} | ${x.seconds.toFixed(2)} | ${x.cpuMsPerRequest === undefined ? '' : x.cpuMsPerRequest.toFixed(3)} | ${pgc} | ${(x.firstError ?? '').replace(/\|/g, '/').slice(0, 120)} |`);
   }
   return rows.join('\n');
 }
@@ -390,10 +488,10 @@ function notesSection(r: Report): string {
   const lines: string[] = [];
   for (const o of r.outcomes) {
     for (const [name, pt] of Object.entries(o.perTarget)) {
-      if (pt.status !== 'ok') lines.push(`- ${o.workload.name} on ${name}: ${pt.status === 'na' ? 'n/a' : 'ERROR'} — ${pt.reason}`);
-      for (const n of pt.notes) lines.push(`- ${o.workload.name} on ${name}: ${n}`);
+      if (pt.status !== 'ok') lines.push(`- ${label(o.workload)} on ${name}: ${pt.status === 'na' ? 'n/a' : 'ERROR'} — ${pt.reason}`);
+      for (const n of pt.notes) lines.push(`- ${label(o.workload)} on ${name}: ${n}`);
     }
-    if (o.workload.unit) lines.push(`- ${o.workload.name}: one unit = ${o.workload.unit}`);
+    if (o.workload.unit && o.workload.connections !== CONNECTION_COUNTS[0]) lines.push(`- ${o.workload.name}: one unit = ${o.workload.unit}`);
   }
   return lines.join('\n');
 }
@@ -408,19 +506,26 @@ function renderReport(r: Report): string {
     `- command: \`${r.command}\``,
     `- started ${r.startedAt.toISOString()}, finished ${(r.finishedAt ?? new Date()).toISOString()}; load average at the end: ${r.loadEnd ?? '?'}`,
     `- each figure: median of ${ROUNDS} runs of ${DURATION_MS / 1000} s per server, alternating which server goes first, after a ${WARMUP_MS / 1000} s warm-up; errors summed over the runs; Latchkey/peer is the median of the per-round ratios`,
+    `- Latchkey: dist/server.js with its defaults; the bench sets only ${[...DEPLOYMENT_SETTINGS].join(', ')}. Deviations from the defaults: ${r.deviations.length ? r.deviations.join(', ') : 'none'} (LOG_LEVEL is info, its default: one JSON line per request, written to a pipe read by \`wc -l\` in its own process, as a log collector would; ${r.logLines === undefined ? '?' : r.logLines.toLocaleString('en-US')} lines written by the Latchkey processes, ${r.requestsServed.toLocaleString('en-US')} requests measured on replica A, of which successful discovery and JWKS GETs write no line, by Latchkey's default)`,
+    `- ${CONNECTION_COUNTS.join(' and ')} connections (virtual clients) for each compared workload; fresh refresh chains and login sessions before every warm-up and measured run, on both servers (outside the timed window)`,
+    `- Postgres: synchronous_commit ${r.pgSettings.synchronousCommit ?? '?'}; autovacuum ${r.pgSettings.autovacuum ?? '?'} on this server${r.pgSettings.autovacuum === 'off' ? ', so the bench runs VACUUM (ANALYZE) on the tables refresh_token and authcode_session write before each of their measured runs, outside the timed window, as autovacuum would about once a minute on a default install' : ''}`,
     ...(r.distChanged ? [`- **warning: dist/ was rebuilt during the run** (build stamp ${r.distChanged}); processes started after that (replica B, --large) ran newer code than replica A`] : []),
     '',
-    '## Latchkey vs node-oidc-provider',
+    '## Latchkey vs node-oidc-provider (and, for discovery and JWKS, a bare node:http server)',
     '',
     summaryTable(r),
     '',
-    'CPU time of each server process per request (user + system, from /proc; Latchkey\'s Postgres backends not included), a figure that a busy machine disturbs less than throughput:',
+    'Discovery and JWKS are compared with a bare node:http server writing the same bytes (`bench/reference.ts`: Latchkey\'s status, headers and body for each document, fetched once; no framework, logging or database): the machine\'s and the load generator\'s ceiling for these two documents. Everything else is compared with node-oidc-provider.',
+    '',
+    '### CPU per request',
+    '',
+    'User + system CPU from /proc/<pid>/stat, sampled before and after each run: Latchkey\'s node process, plus the Postgres client backends connected to its database (found in pg_stat_activity; Postgres\'s shared background processes — WAL writer, checkpointer — are not counted, for lack of a way to split them from other databases on this server). A figure that a busy machine disturbs less than throughput.',
     '',
     cpuTable(r),
     '',
-    '## Reference: a bare Fastify server',
+    '## A burst of logins',
     '',
-    referenceSection(r),
+    burstSection(r),
     '',
     '## Password login (argon2id)',
     '',
@@ -472,6 +577,7 @@ const PEER_CONFIG_NOTES = [
   'rotateRefreshToken always, issueRefreshToken whenever the client has the refresh_token grant (Latchkey rotates every refresh)',
   'first-party clients granted without a consent screen (loadExistingGrant), as Latchkey does; PKCE S256 required; client_secret_basic',
   'routes renamed to Latchkey\'s paths; both servers get the same requests (parameters, client authentication, PKCE, cookies), from the same drivers',
+  'its best configuration for these workloads: every warm-up and measured run of refresh_token starts from new chains, and of authcode_session from new login sessions (bench/workloads/stateful.ts, `reset`), made outside the timed window. Why: its in-memory adapter walks a grant\'s token list on every save, so a refresh chain (and a session whose grant collects a refresh token per code exchange) slows it down as it grows — a measured round on long chains ran 727–1,432 req/s against about 1,500 req/s from fresh logins. Latchkey gets the same fresh state. It runs with NODE_ENV=production and logs nothing per request (its default)',
 ];
 
 function readVersion(pkg: string): string {
@@ -523,9 +629,12 @@ async function main(): Promise<void> {
     rss: {},
     propagation: [],
     large: { status: args.large ? 'not run' : 'not run (pass --large; needs the final schema in bench/seed-large.ts)' },
-    reference: [],
     peerConfig: [...PEER_CONFIG_NOTES],
+    deviations: inheritedDeviations(),
+    pgSettings: {},
+    requestsServed: 0,
   };
+  if (report.deviations.length) log(`bench: Latchkey deviates from its defaults: ${report.deviations.join(', ')}`);
   const outPath = path.resolve(ROOT, args.out);
   const buildStamp = () => {
     try {
@@ -541,6 +650,12 @@ async function main(): Promise<void> {
     const e: LatchkeyEnv = { databaseUrl: `${PG_BASE}/${args.db}`, kek: crypto.randomBytes(32).toString('base64') };
     log(`bench: database ${args.db} (recreated)`);
     await recreateDb(args.db);
+    admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+    await admin.connect();
+    report.pgSettings = {
+      synchronousCommit: String((await admin.query('SHOW synchronous_commit')).rows[0].synchronous_commit),
+      autovacuum: String((await admin.query('SHOW autovacuum')).rows[0].autovacuum),
+    };
     dbs.push(args.db);
     const portA = await freePort();
     const issuerA = `http://127.0.0.1:${portA}`;
@@ -563,6 +678,7 @@ async function main(): Promise<void> {
       name: 'latchkey',
       issuer: issuerA,
       pid: a!.pid,
+      pgDatabase: args.db,
       ...(await discover(issuerA)),
       user: { email: prov.user.email, password: prov.user.password },
       clients: prov.clients,
@@ -599,24 +715,28 @@ async function main(): Promise<void> {
       introspectResource: undefined,
     };
 
-    for (const w of WORKLOADS) {
-      log(`bench: ${w.name}`);
-      report.outcomes.push(await runWorkload(w, [latchkey, peerTarget]));
-      if (a!.proc.exitCode !== null || a!.proc.signalCode !== null) throw new Error(`Latchkey exited during ${w.name}:\n${a!.tail()}`);
-      if (peer.proc.exitCode !== null || peer.proc.signalCode !== null) throw new Error(`the peer exited during ${w.name}:\n${peer.tail()}`);
+    // the yardstick for discovery and JWKS: a bare node:http server writing Latchkey's bytes
+    let bareTarget: Target | undefined;
+    let bare: Child | undefined;
+    if (WORKLOADS.some((w) => w.against === 'bare')) {
+      const portR = await freePort();
+      bare = startChild('bare-http', ['--import', 'tsx', path.join(ROOT, 'bench', 'reference.ts'), latchkey.endpoints.discovery, latchkey.endpoints.jwks, String(portR)], { NODE_ENV: 'production' }, { cwd: ROOT });
+      await waitFor200(bare, `http://127.0.0.1:${portR}/.well-known/jwks.json`, performance.now());
+      const onR = (u: string) => u.replace(issuerA, `http://127.0.0.1:${portR}`);
+      bareTarget = { ...latchkey, name: 'bare-http', pid: bare.pid, pgDatabase: undefined, endpoints: { ...latchkey.endpoints, discovery: onR(latchkey.endpoints.discovery), jwks: onR(latchkey.endpoints.jwks) } };
     }
 
-    // the yardstick of the issue: a bare Fastify server with Latchkey's precomputed bodies
-    const referenceWorkloads = WORKLOADS.filter((w) => w === discovery || w === jwks);
-    if (referenceWorkloads.length) {
-      log('bench: reference (bare Fastify)');
-      const portR = await freePort();
-      const ref = startChild('bare-fastify', ['--import', 'tsx', path.join(ROOT, 'bench', 'reference.ts'), latchkey.endpoints.discovery, latchkey.endpoints.jwks, String(portR)], { NODE_ENV: 'production' }, { cwd: ROOT });
-      await waitFor200(ref, `http://127.0.0.1:${portR}/.well-known/jwks.json`, performance.now());
-      const onR = (u: string) => u.replace(issuerA, `http://127.0.0.1:${portR}`);
-      const refTarget: Target = { ...latchkey, name: 'bare-fastify', pid: ref.pid, endpoints: { ...latchkey.endpoints, discovery: onR(latchkey.endpoints.discovery), jwks: onR(latchkey.endpoints.jwks) } };
-      for (const w of referenceWorkloads) report.reference.push(await runWorkload(w, [refTarget, peerTarget]));
-      await ref.stop();
+    for (const w of WORKLOADS) {
+      log(`bench: ${label(w)}`);
+      const o = await runWorkload(w, [latchkey, peerTarget, ...(bareTarget ? [bareTarget] : [])]);
+      report.outcomes.push(o);
+      report.requestsServed += (o.perTarget.latchkey?.runs ?? []).reduce((n, x) => n + x.requests, 0);
+      if (bare && !WORKLOADS.slice(WORKLOADS.indexOf(w) + 1).some((x) => x.against === 'bare')) {
+        await bare.stop();
+        bare = undefined;
+      }
+      if (a!.proc.exitCode !== null || a!.proc.signalCode !== null) throw new Error(`Latchkey exited during ${w.name}:\n${a!.tail()}`);
+      if (peer.proc.exitCode !== null || peer.proc.signalCode !== null) throw new Error(`the peer exited during ${w.name}:\n${peer.tail()}`);
     }
 
     // revocation propagation: a second replica on the same database, behind the same issuer
@@ -679,6 +799,8 @@ async function main(): Promise<void> {
     report.loadEnd = os.loadavg().map((x) => x.toFixed(2)).join(' ');
     if (buildStamp() !== stampAtStart) report.distChanged = `${stampAtStart} → ${buildStamp()}`;
     await stopAll();
+    await admin?.end().catch(() => {});
+    if (logLines.length) report.logLines = (await Promise.all(logLines)).reduce((a, b) => a + b, 0);
     if (!args['keep-db']) for (const db of dbs) await dropDb(db).catch((err: unknown) => log(`bench: could not drop ${db}: ${(err as Error).message}`));
   }
 

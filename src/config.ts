@@ -199,7 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
     clientAuthFailuresPerIp: int(env, 'CLIENT_AUTH_FAILURES_PER_IP', 100, 1),
     rateLimitWindowSeconds: int(env, 'RATE_LIMIT_WINDOW_SECONDS', 900, 1, day),
     passwordHashConcurrency: int(env, 'PASSWORD_HASH_CONCURRENCY', 2, 1, 64),
-    passwordHashQueue: int(env, 'PASSWORD_HASH_QUEUE', 32, 0, 10000),
+    passwordHashQueue: int(env, 'PASSWORD_HASH_QUEUE', 256, 0, 10000),
     bodyLimit: int(env, 'BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     pgPoolSize: int(env, 'PG_POOL_SIZE', 10, 1, 200),
     pgPreparedStatements: bool(env, 'PG_PREPARED_STATEMENTS', true),

@@ -27,6 +27,8 @@ export interface Target {
   name: string;
   issuer: string;
   pid: number;
+  /** The Postgres database whose backends serve this server (their CPU is counted with its own). */
+  pgDatabase?: string;
   endpoints: Endpoints;
   /** The discovery document, as served. */
   metadata: Record<string, unknown>;

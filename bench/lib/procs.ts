@@ -32,15 +32,6 @@ export function installCleanup(onSignal: () => Promise<void>): void {
   }
 }
 
-export interface Child {
-  name: string;
-  proc: ChildProcess;
-  pid: number;
-  /** The last lines of stderr/stdout, for error messages. */
-  tail(): string;
-  stop(): Promise<void>;
-}
-
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -53,12 +44,41 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function startChild(name: string, args: string[], env: Record<string, string>, opts: { cwd: string; ipc?: boolean }): Child {
+export interface Child {
+  name: string;
+  proc: ChildProcess;
+  pid: number;
+  /** The last lines of stderr/stdout, for error messages. */
+  tail(): string;
+  stop(): Promise<void>;
+  /** With `logSink`: the number of lines the child wrote to stdout, once it has exited. */
+  stdoutLines?: Promise<number>;
+}
+
+/**
+ * `logSink`: the child's stdout goes straight into a pipe read by `wc -l` (its own process), as a
+ * server's output goes to a log collector, instead of through the bench's event loop, which is
+ * also the load generator. BENCH_VERBOSE keeps it on the bench's stderr instead.
+ */
+export function startChild(name: string, args: string[], env: Record<string, string>, opts: { cwd: string; ipc?: boolean; logSink?: boolean }): Child {
+  let sink: ChildProcess | undefined;
+  let stdoutLines: Promise<number> | undefined;
+  if (opts.logSink && !process.env.BENCH_VERBOSE) {
+    const wc = spawn('wc', ['-l'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    sink = wc;
+    // not in `children`: stopAll must not kill it before it has counted; it ends at the server's EOF
+    let out = '';
+    wc.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
+    stdoutLines = new Promise((resolve) => wc.on('close', () => resolve(Number(out.trim()) || 0)));
+  }
+  const stdout = sink ? sink.stdin! : 'pipe';
   const proc = spawn(process.execPath, args, {
     cwd: opts.cwd,
     env: { ...process.env, ...env },
-    stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    stdio: opts.ipc ? ['ignore', stdout, 'pipe', 'ipc'] : ['ignore', stdout, 'pipe'],
   });
+  // the child holds the pipe's write end now; ours must close so that wc sees EOF when it exits
+  if (sink) sink.stdin!.destroy();
   children.add(proc);
   const lines: string[] = [];
   const keep = (buf: Buffer) => {
@@ -79,6 +99,7 @@ export function startChild(name: string, args: string[], env: Record<string, str
     pid: proc.pid,
     tail: () => lines.slice(-15).join('\n'),
     stop: () => stopChild(proc),
+    stdoutLines,
   };
 }
 

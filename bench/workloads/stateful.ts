@@ -24,7 +24,7 @@ export async function mapLimit<T>(n: number, limit: number, fn: (i: number) => P
 export const refreshWorkload: Workload = {
   name: 'refresh_token',
   connections: 50,
-  targetRatio: 1,
+  targetRatio: 1.5,
   targetP99Ms: 50,
   async prepare(t: Target) {
     assertGrantAdvertised(t, 'refresh_token');
@@ -38,13 +38,17 @@ export const refreshWorkload: Workload = {
       if (!tok.refresh_token) throw new Error('authorization_code: no refresh_token issued');
       return tok.refresh_token;
     };
-    const chains = [{ rt: await newChain(first) }];
-    chains.push(...(await mapLimit(this.connections - 1, 4, async () => ({ rt: await newChain() }))));
+    let chains = [{ rt: await newChain(first) }];
     const rotated = await refresh(t, web, chains[0].rt, agent);
     if (!rotated.refresh_token || rotated.refresh_token === chains[0].rt) throw new Error('refresh_token: the refresh token was not rotated');
-    chains[0].rt = rotated.refresh_token;
     return {
-      notes: [`${chains.length} chains, each its own grant; access token: ${tokenKind(rotated.access_token)}${rotated.id_token ? `; ID token: ${tokenKind(rotated.id_token)}` : '; no ID token'}`],
+      notes: [
+        `${this.connections} chains, each its own grant, new for every run (node-oidc-provider's in-memory adapter slows as a chain grows); access token: ${tokenKind(rotated.access_token)}${rotated.id_token ? `; ID token: ${tokenKind(rotated.id_token)}` : '; no ID token'}`,
+      ],
+      // fresh chains for every warm-up and measured run, on both servers
+      reset: async () => {
+        chains = await mapLimit(this.connections, 4, async () => ({ rt: await newChain() }));
+      },
       run: (ms) =>
         drive(
           chains,
@@ -68,16 +72,23 @@ export const authcodeSession: Workload = {
   name: 'authcode_session',
   unit: 'flows/s (GET authorize → code → POST token)',
   connections: 50,
-  targetRatio: 1,
+  targetRatio: 1.5,
+  targetP99Ms: 50,
   async prepare(t: Target) {
     const agent = createAgent(this.connections);
     const web = t.clients.web;
+    const newBrowsers = () => mapLimit(this.connections, 4, async () => ({ jar: (await loginSession(t, web, t.scopes.web, agent)).jar }));
     // one browser (cookie jar with its own login session) per virtual client
-    const browsers: { jar: CookieJar }[] = await mapLimit(this.connections, 4, async () => ({ jar: (await loginSession(t, web, t.scopes.web, agent)).jar }));
+    let browsers: { jar: CookieJar }[] = await newBrowsers();
     const check = await authorize(t, web, t.scopes.web, browsers[0].jar, { allowLogin: false, agent });
     const tok = await exchangeCode(t, web, check.code, check.verifier, agent);
     return {
-      notes: [`${browsers.length} browsers with a login session; ${check.steps} request(s) to the code; access token: ${tokenKind(tok.access_token)}; ID token: ${tok.id_token ? tokenKind(tok.id_token) : 'none'}`],
+      notes: [
+        `${browsers.length} browsers with a login session, new for every run (each flow adds a refresh token to the peer's grant); ${check.steps} request(s) to the code; access token: ${tokenKind(tok.access_token)}; ID token: ${tok.id_token ? tokenKind(tok.id_token) : 'none'}`,
+      ],
+      reset: async () => {
+        browsers = await newBrowsers();
+      },
       run: (ms) =>
         drive(browsers, ms, async (b) => {
           const a = await authorize(t, web, t.scopes.web, b.jar, { allowLogin: false, agent });

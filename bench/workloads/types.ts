@@ -4,9 +4,11 @@ import type { Target } from '../lib/oauth.js';
 import type { RunResult } from '../lib/stats.js';
 
 export interface Prepared {
-  run(durationMs: number): Promise<RunResult & { firstError?: string }>;
+  run(durationMs: number): Promise<RunResult & { firstError?: string; detail?: string }>;
   /** Facts worth printing (e.g. the access token's alg), the same for every round. */
   notes?: string[];
+  /** Run before each warm-up and each measured run, outside the timed window (fresh chains, sessions). */
+  reset?(): Promise<void>;
 }
 
 export interface Workload {
@@ -14,10 +16,13 @@ export interface Workload {
   /** What one unit of `rps` is, when it is not one HTTP request. */
   unit?: string;
   connections: number;
+  /** Whom Latchkey is compared with: node-oidc-provider (default) or the bare node:http server. */
+  against?: 'peer' | 'bare';
   /** Only these targets run it (e.g. password login: Latchkey only). */
   only?: string[];
-  /** The issue's target for the ratio Latchkey/peer, and for the p99 (ms), if any. */
+  /** The issue's target for the ratio Latchkey/peer (or Latchkey/bare), if any. */
   targetRatio?: number;
+  /** The issue's p99 bound (ms), checked at 50 connections. */
   targetP99Ms?: number;
   prepare(t: Target): Promise<Prepared>;
 }

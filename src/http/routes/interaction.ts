@@ -12,7 +12,7 @@ import { digest } from '../../tokens/opaque.js';
 import { audiencesToConsent, rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
-import { consentPage, errorPage, loginPage } from '../views/pages.js';
+import { busyPage, consentPage, errorPage, loginPage } from '../views/pages.js';
 import { codeResponse, currentSession, errorResponse, needsConsent, redirect303, sendAuthorizationResponse } from '../authorization-flow.js';
 import { interactionUrl } from './authorize.js';
 import type { Services } from '../services.js';
@@ -48,10 +48,13 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     return openInteraction(svc.rt.codeSecret, id, sealed, svc.now());
   }
 
-  const renderError = (err: OAuthError, _req: FastifyRequest, reply: FastifyReply) => {
+  const renderError = (err: OAuthError, req: FastifyRequest, reply: FastifyReply) => {
     // 503 (the password-hashing queue is full) and 429 keep their status and Retry-After
     const status = err.statusCode === 503 || err.statusCode === 429 ? err.statusCode : err.statusCode >= 500 ? 500 : 400;
     if (err.headers['retry-after']) reply.header('retry-after', err.headers['retry-after']);
+    // a full queue is not the user's error: a page that brings them back to the form by itself
+    const id = (req.params as { id?: string } | undefined)?.id;
+    if (status === 503 && id) return sendPage(reply, config, 503, busyPage({ retryAfter: Math.max(1, Number(err.headers['retry-after']) || 2), next: `${config.issuer}/interaction/${id}` }));
     return sendPage(reply, config, status, errorPage(err.error, status === 500 ? 'Something went wrong on our side.' : err.description));
   };
 

@@ -39,9 +39,9 @@ ul{padding-left:1.2rem}.muted{color:#5b6474;font-size:.85rem}
 `;
 
 /** A whole page; `lang` is the page language (ui_locales picks it when a translation exists). */
-export function page(title: string, body: SafeHtml, lang = 'en'): string {
+export function page(title: string, body: SafeHtml, lang = 'en', head: SafeHtml | '' = ''): string {
   return html`<!doctype html>
-<html lang="${lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="${lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">${head}
 <title>${title}</title><link rel="stylesheet" href="/assets/latchkey.css"></head>
 <body><main>${body}</main></body></html>`.value;
 }

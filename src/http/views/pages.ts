@@ -72,6 +72,21 @@ export function errorPage(error: string, description: string): string {
   );
 }
 
+/**
+ * The page a login gets when the password-hashing queue is full: it reloads itself (a meta refresh,
+ * which needs no script under our CSP) to the sign-in form after `retryAfter` seconds.
+ */
+export function busyPage(opts: { retryAfter: number; next: string }): string {
+  return page(
+    'Signing in',
+    html`<h1>Many people are signing in right now</h1>
+<p>This page will take you back to the sign-in form in ${String(opts.retryAfter)} seconds.</p>
+<p class="muted"><a href="${opts.next}">Go back now</a></p>`,
+    'en',
+    html`<meta http-equiv="refresh" content="${String(opts.retryAfter)};url=${opts.next}">`,
+  );
+}
+
 export function logoutConfirmPage(opts: { action: string; csrf: string; hidden: Record<string, string | undefined> }): string {
   return page(
     'Sign out',
