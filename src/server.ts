@@ -67,7 +67,8 @@ async function start(): Promise<void> {
   let socket: Awaited<ReturnType<typeof serveCommands>> | undefined;
   try {
     // a pino DestinationStream: all pino needs is write(), which SonicBoom has
-    app = await buildApp(rt, { logStream: logStream as unknown as NodeJS.WritableStream });
+    // (JSON only: the pretty lines for a person at a terminal stay synchronous, and coloured)
+    app = await buildApp(rt, logFormat(config.logFormat) === 'pretty' ? {} : { logStream: logStream as unknown as NodeJS.WritableStream, logFormat: 'json' });
     const log = app.log;
     socket = embeddedOnDisk ? await serveCommands(config.dataDir, cliContextFor(rt), (err) => log.error({ err: err.message }, 'command socket error')) : undefined;
   } catch (err) {

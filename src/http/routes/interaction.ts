@@ -54,7 +54,12 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
     if (err.headers['retry-after']) reply.header('retry-after', err.headers['retry-after']);
     // a full queue is not the user's error: a page that brings them back to the form by itself
     const id = (req.params as { id?: string } | undefined)?.id;
-    if (status === 503 && id) return sendPage(reply, config, 503, busyPage({ retryAfter: Math.max(1, Number(err.headers['retry-after']) || 2), next: `${config.issuer}/interaction/${id}` }));
+    if (status === 503 && id) {
+      // back to the same interaction: its request travels sealed, in the form that was posted
+      const sealed = (req.body as { interaction?: string } | undefined)?.interaction ?? (req.query as { s?: string } | undefined)?.s;
+      const next = sealed ? interactionUrl(svc, id, sealed) : `${config.issuer}/interaction/${id}`;
+      return sendPage(reply, config, 503, busyPage({ retryAfter: Math.max(1, Number(err.headers['retry-after']) || 2), next }));
+    }
     return sendPage(reply, config, status, errorPage(err.error, status === 500 ? 'Something went wrong on our side.' : err.description));
   };
 
