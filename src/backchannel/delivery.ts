@@ -11,6 +11,7 @@
 import type { Clock } from '../clock.js';
 import type { Config, SigningAlg } from '../config.js';
 import type { DbHandle } from '../db/create-db.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Keystore } from '../keys/keystore.js';
 import type { Client } from '../store/clients.js';
 import {
@@ -91,7 +92,8 @@ export class LogoutDelivery {
     this.filling = true;
     void this.fill()
       .catch((err: Error) => {
-        this.deps.log.warn({ err: err.message }, 'back-channel logout: claiming notices failed');
+        // an outage has its one warning (src/db/health.ts); anything else is worth one here
+        if (!isDatabaseUnavailable(err)) this.deps.log.warn({ err: err.message }, 'back-channel logout: claiming notices failed');
         // the database may be away: try again at the next poll
         this.arm(this.deps.config.backchannelPollSeconds * 1000);
       })
@@ -153,7 +155,9 @@ export class LogoutDelivery {
     this.perClient.set(n.client_id, (this.perClient.get(n.client_id) ?? 0) + 1);
     const key = n.id;
     const done = this.deliver(n, abort.signal)
-      .catch((err: Error) => this.deps.log.warn({ err: err.message, notice: n.id, client_id: n.client_id }, 'back-channel logout: recording an attempt failed'))
+      .catch((err: Error) => {
+        if (!isDatabaseUnavailable(err)) this.deps.log.warn({ err: err.message, notice: n.id, client_id: n.client_id }, 'back-channel logout: recording an attempt failed');
+      })
       .finally(() => {
         this.inFlight.delete(key);
         const left = (this.perClient.get(n.client_id) ?? 1) - 1;
