@@ -9,6 +9,7 @@ import type { FailureLimits } from './plugins/failure-limits.js';
 import { cookieNames, type CookieNames } from './browser.js';
 import { recordAudit, type AuditEvent } from '../store/audit.js';
 import type { DenylistView } from '../tokens/denylist-view.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 
 export interface Services {
   rt: Runtime;
@@ -37,7 +38,8 @@ export function createServices(rt: Runtime, caches: { clients: ClientCache; user
       try {
         await recordAudit(rt.db, new Date(rt.clock.now()), { ip: req.ip, ...e });
       } catch (err) {
-        req.log.error({ err: (err as Error).message, type: e.type }, 'audit write failed');
+        // during an outage the request itself answers 503 and the outage is logged once
+        if (!isDatabaseUnavailable(err)) req.log.error({ err: (err as Error).message, type: e.type }, 'audit write failed');
       }
     },
     now: () => new Date(rt.clock.now()),

@@ -9,6 +9,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Runtime } from '../runtime.js';
 import { KEYS_CHANNEL } from './keystore.js';
 import { runKeyMaintenance, type MaintenanceAction } from './rotation.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 
 export { KEYS_CHANNEL };
 
@@ -25,7 +26,10 @@ export async function keyMaintenanceStep(rt: MaintenanceRuntime): Promise<Mainte
 
 export async function startKeyMaintenance(rt: Runtime, log: FastifyBaseLogger): Promise<() => Promise<void>> {
   const reload = (why: string): void => {
-    rt.keystore.reload().catch((err: Error) => log.error({ err: err.message, why }, 'keystore reload failed'));
+    rt.keystore.reload().catch((err: Error) => {
+      // an outage has its one warning (src/db/health.ts)
+      if (!isDatabaseUnavailable(err)) log.error({ err: err.message, why }, 'keystore reload failed');
+    });
   };
   const unlisten = await rt.dbh.listen(
     KEYS_CHANNEL,
@@ -44,7 +48,9 @@ export async function startKeyMaintenance(rt: Runtime, log: FastifyBaseLogger): 
       .then((actions) => {
         for (const a of actions) log.info({ ...a }, `signing key ${a.action}`);
       })
-      .catch((err: Error) => log.error({ err: err.message.split('\n')[0] }, 'key maintenance failed'))
+      .catch((err: Error) => {
+        if (!isDatabaseUnavailable(err)) log.error({ err: err.message.split('\n')[0] }, 'key maintenance failed');
+      })
       .finally(() => {
         inflight = undefined;
       });
