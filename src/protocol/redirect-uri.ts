@@ -4,8 +4,12 @@ import { isLoopbackHost } from '../config.js';
 
 export const LOOPBACK_IPS = new Set(['127.0.0.1', '[::1]']);
 
-/** Why `uri` cannot be registered, or undefined when it can. */
-export function redirectUriProblem(uri: string): string | undefined {
+/**
+ * The rules every URI a client registers shares (redirect, post-logout, back-channel logout):
+ * absolute, no fragment, no credentials, https or http on a loopback host. `otherScheme` judges
+ * any other scheme (without its colon): undefined accepts it, a string says why not.
+ */
+export function registeredUriProblem(uri: string, otherScheme: (scheme: string) => string | undefined): string | undefined {
   let u: URL;
   try {
     u = new URL(uri);
@@ -17,9 +21,15 @@ export function redirectUriProblem(uri: string): string | undefined {
   const scheme = u.protocol.slice(0, -1);
   if (scheme === 'https') return undefined;
   if (scheme === 'http') return isLoopbackHost(u.hostname) ? undefined : 'http is allowed only for loopback hosts (use https)';
-  // RFC 8252 §7.1: private-use URI schemes for native apps are reverse domain names
-  if (/^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$/.test(scheme)) return undefined;
-  return `the scheme ${scheme}: is not allowed (use https, http on loopback, or a reverse-domain private-use scheme)`;
+  return otherScheme(scheme);
+}
+
+/** Why `uri` cannot be registered, or undefined when it can. */
+export function redirectUriProblem(uri: string): string | undefined {
+  return registeredUriProblem(uri, (scheme) =>
+    // RFC 8252 §7.1: private-use URI schemes for native apps are reverse domain names
+    /^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$/.test(scheme) ? undefined : `the scheme ${scheme}: is not allowed (use https, http on loopback, or a reverse-domain private-use scheme)`,
+  );
 }
 
 /** Does the presented redirect_uri match one that the client registered? */
