@@ -24,6 +24,8 @@ export interface Runtime {
   csrfSecret: Buffer;
   /** The key authorization codes are sealed under (src/tokens/codes.ts). */
   codeSecret: Buffer;
+  /** The key refresh tokens are sealed under (src/tokens/refresh-tokens.ts). */
+  refreshSecret: Buffer;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
     const cookieSecret = await getOrCreateSecret(dbh.db, kek, 'cookie', clock);
     const csrfSecret = await getOrCreateSecret(dbh.db, kek, 'csrf', clock);
     const codeSecret = await getOrCreateSecret(dbh.db, kek, 'authorization-code', clock);
+    const refreshSecret = await getOrCreateSecret(dbh.db, kek, 'refresh-token', clock);
     return {
       config,
       dbh,
@@ -61,6 +64,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
       cookieSecret,
       csrfSecret,
       codeSecret,
+      refreshSecret,
       close: () => dbh.close(),
     };
   } catch (err) {

@@ -142,8 +142,13 @@ export interface RefreshFamiliesTable {
   access_expires_at: NullableTs;
   /** The family's status-list index (bigint, as text), carried by each of its access tokens. */
   status_idx: Generated<string>;
+  /** The generation of the family's one live refresh token (src/tokens/refresh-tokens.ts). */
+  generation: Generated<number>;
+  /** When the current generation's predecessor was consumed (the reuse grace window). */
+  rotated_at: NullableTs;
 }
 
+/** The digests of refresh tokens issued before they were sealed: read, consumed, never written. */
 export interface RefreshTokensTable {
   token_digest: string;
   family_id: string;

@@ -11,7 +11,8 @@ import { resolveAudience, userinfoAudience } from '../protocol/audience.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { MAX_CODE_LENGTH, openCode, type OpenedCode } from '../tokens/codes.js';
-import { digest, randomToken } from '../tokens/opaque.js';
+import { digest } from '../tokens/opaque.js';
+import { sealRefreshToken } from '../tokens/refresh-tokens.js';
 import { revokeFamiliesWhere } from '../store/refresh-families.js';
 import { metrics } from '../metrics/metrics.js';
 import type { SigningAlg } from '../config.js';
@@ -35,14 +36,14 @@ function refusal(code: OpenedCode, redirectUri: string, verifier: string | undef
 /**
  * Redeem in one statement (one round trip, atomic on its own): if the user is active and the
  * login session that authorized the code has not ended, create the family — unless one exists for
- * this code — and, when due, its first refresh token. The session row is locked FOR SHARE, so a
+ * this code (at generation 0: its first refresh token, when due, is sealed for it, and nothing
+ * more is written). The session row is locked FOR SHARE, so a
  * logout committing at the same moment either sees the new family (and revokes it) or makes this
  * redemption fail.
  */
 async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: Date) {
   const { rt, client } = ctx;
   const familyId = crypto.randomUUID();
-  const refreshToken = randomToken(32);
   const iat = Math.floor(now.getTime() / 1000);
   const exp = iat + rt.config.accessTokenTtl;
   const absolute = new Date(now.getTime() + rt.config.refreshAbsoluteTtl * 1000);
@@ -67,14 +68,11 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
       FROM u WHERE NOT EXISTS (SELECT 1 FROM sess WHERE sess.ended_at IS NOT NULL)
       ON CONFLICT (code_digest) DO NOTHING
       RETURNING id, status_idx
-    ), rt AS (
-      INSERT INTO refresh_tokens (token_digest, family_id, created_at)
-      SELECT ${digest(refreshToken)}::text, fam.id, ${now}::timestamptz FROM fam WHERE ${wantsRefresh}::boolean
     )
     SELECT u.email, u.name, u.email_verified, (SELECT count(*) FROM fam) AS created, (SELECT status_idx::text FROM fam) AS status_idx FROM u
   `.compile(rt.db),
   );
-  return { row: rows[0], familyId, refreshToken: wantsRefresh ? refreshToken : undefined, iat };
+  return { row: rows[0], familyId, refreshToken: wantsRefresh ? sealRefreshToken(rt.refreshSecret, familyId, 0, now) : undefined, iat };
 }
 
 export const authorizationCodeGrant: Grant = {

@@ -1,88 +1,90 @@
-// grant_type=refresh_token (RFC 6749 §6, RFC 9700 §4.14.2): rotation on every use. The presented
-// token's row is locked, so two uses at once — on one replica or two — are serialized by the
-// database: the first rotates, the second sees a consumed token. A consumed token presented again
-// (after the grace period) revokes its whole family.
+// grant_type=refresh_token (RFC 6749 §6, RFC 9700 §4.14.2): rotation on every use. A refresh token
+// is sealed (src/tokens/refresh-tokens.ts): it names its family and a generation, and a rotation
+// is one UPDATE of the family row that moves the generation on — only while it is still the
+// presented one, so two uses at once, on one replica or two, are serialized by the row lock: the
+// first rotates, the second sees a newer generation. A token of an older generation presented
+// again (after the grace period) revokes its whole family.
+//
+// Tokens issued before the sealing (their digests in refresh_tokens) are looked up as before; their
+// rotation consumes the digest row and issues a sealed successor.
+import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import type { SigningAlg } from '../config.js';
-import { InvalidGrant, InvalidRequest, InvalidScope } from '../errors.js';
+import { InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../errors.js';
 import { parseScope } from '../protocol/scopes.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
-import { insertRefreshToken, revokeFamily } from '../store/refresh-families.js';
+import { revokeFamily } from '../store/refresh-families.js';
 import { queueFamilyLogout } from '../store/logout-outbox.js';
 import { metrics } from '../metrics/metrics.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { digest } from '../tokens/opaque.js';
+import { looksSealed, openRefreshToken, sealRefreshToken, type RefreshTokenClaims } from '../tokens/refresh-tokens.js';
+import type { Database, User } from '../db/types.js';
 import type { Grant, GrantContext, TokenResponse } from './types.js';
-import { sql } from 'kysely';
-import { randomToken } from '../tokens/opaque.js';
-import { InvalidTarget } from '../errors.js';
-import type { User } from '../db/types.js';
+
+/** The family row a rotation returns, with what the ID token needs of its user. */
+interface Rotated {
+  id: string;
+  user_id: string;
+  scopes: string[];
+  resources: string[];
+  auth_time: Date;
+  session_sid: string | null;
+  status_idx: string;
+  generation: number;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+}
 
 /**
- * The common case in one statement (one round trip, atomic on its own): consume the presented
- * token if — and only if — it is unconsumed, its family is live and the client's, the user is
- * active and the requested scope and resources are within the grant; insert its successor; record
- * the new access token's expiry in the family (its family key is denylisted until then when the
- * family is revoked). Concurrent uses of one token are serialized by the
- * row lock of the UPDATE: the loser sees `consumed_at` set and matches nothing. Returns undefined
- * when nothing was rotated (the slow path then says why).
+ * The rotation, in one statement: move the family from `generation` to the next if — and only
+ * if — that is its current generation, it is live and the client's, the user is active and the
+ * requested scope and resources are within the grant; record the new access token's expiry (its
+ * family key is denylisted until then when the family is revoked). None of the columns it writes
+ * is indexed, so the update is HOT. Under a concurrent rotation or revocation the row lock makes it
+ * re-check the committed row, and it matches nothing.
  */
-async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: string[], now: Date): Promise<TokenResponse | undefined> {
+function rotation(ctx: GrantContext, familyId: string, generation: number, requested: string[], now: Date, accessExp: number): CompiledQuery<Rotated> {
   const { rt, client } = ctx;
-  const next = randomToken(32);
-  const nextDigest = digest(next);
-  const iat = Math.floor(now.getTime() / 1000);
-  const exp = iat + rt.config.accessTokenTtl;
   const idleExpires = new Date(now.getTime() + rt.config.refreshIdleTtl * 1000);
-  const rows = await rt.dbh.prepared<{
-    id: string;
-    user_id: string;
-    scopes: string[];
-    resources: string[];
-    auth_time: Date;
-    session_sid: string | null;
-    status_idx: string;
-    email: string;
-    name: string | null;
-    email_verified: boolean;
-  }>('latchkey_refresh_rotate', sql`
-    WITH consumed AS (
-      UPDATE refresh_tokens t SET consumed_at = ${now}, successor_digest = ${nextDigest}
-      FROM refresh_families f JOIN users u ON u.id = f.user_id
-      WHERE t.token_digest = ${tokenDigest} AND t.consumed_at IS NULL AND f.id = t.family_id
-        -- "IS TRUE" keeps the client check out of index conditions: with stale statistics (a
-        -- table that grew since the last ANALYZE) the planner otherwise walks the client's live
-        -- families through refresh_families_client_live instead of taking t.family_id's row
-        AND (f.client_id = ${client.clientId}) IS TRUE AND f.revoked_at IS NULL
-        AND f.idle_expires_at > ${now} AND f.absolute_expires_at > ${now}
-        AND NOT u.disabled
-        AND f.scopes @> ${JSON.stringify(requested)}::jsonb
-        AND (jsonb_array_length(f.resources) = 0 OR f.resources @> ${JSON.stringify(ctx.resources)}::jsonb)
-      RETURNING t.family_id
-    ), successor AS (
-      INSERT INTO refresh_tokens (token_digest, family_id, created_at)
-      SELECT ${nextDigest}::text, family_id, ${now}::timestamptz FROM consumed
-    ), fam AS (
-      UPDATE refresh_families f SET
-        last_used_at = ${now},
-        idle_expires_at = LEAST(${idleExpires}::timestamptz, f.absolute_expires_at),
-        access_expires_at = GREATEST(f.access_expires_at, ${new Date(exp * 1000)}::timestamptz)
-      FROM consumed
-      -- re-checked after a concurrent revocation commits: a revoked family gets no new token
-      WHERE f.id = consumed.family_id AND f.revoked_at IS NULL
-      RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx
-    )
-    SELECT fam.*, u.email, u.name, u.email_verified FROM fam JOIN users u ON u.id = fam.user_id
-  `.compile(rt.db));
-  const row = rows[0];
-  if (!row) return undefined;
+  return sql<Rotated>`
+    UPDATE refresh_families f SET
+      generation = f.generation + 1,
+      rotated_at = ${now}::timestamptz,
+      last_used_at = ${now}::timestamptz,
+      idle_expires_at = LEAST(${idleExpires}::timestamptz, f.absolute_expires_at),
+      access_expires_at = GREATEST(f.access_expires_at, ${new Date(accessExp * 1000)}::timestamptz)
+    FROM users u
+    WHERE f.id = ${familyId}::uuid AND f.generation = ${generation}::int AND u.id = f.user_id
+      -- "IS TRUE" keeps the client check out of index conditions: with stale statistics the
+      -- planner could otherwise walk the client's live families through refresh_families_client_live
+      AND (f.client_id = ${client.clientId}::text) IS TRUE AND f.revoked_at IS NULL
+      AND f.idle_expires_at > ${now}::timestamptz AND f.absolute_expires_at > ${now}::timestamptz
+      AND NOT u.disabled
+      AND f.scopes @> ${JSON.stringify(requested)}::jsonb
+      AND (jsonb_array_length(f.resources) = 0 OR f.resources @> ${JSON.stringify(ctx.resources)}::jsonb)
+    RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx, f.generation,
+      u.email, u.name, u.email_verified
+  `.compile(rt.db);
+}
+
+/** The token response for a family that was just rotated to `row.generation`. */
+async function issue(ctx: GrantContext, row: Rotated, requested: string[], now: Date, iat: number): Promise<TokenResponse> {
+  const { rt, client } = ctx;
   const scopes = requested.length ? requested : row.scopes;
   const openid = scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);
   const authTime = Math.floor(new Date(row.auth_time).getTime() / 1000);
   const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx });
-  const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' '), refresh_token: next };
+  const response: TokenResponse = {
+    access_token: at.token,
+    token_type: 'Bearer',
+    expires_in: rt.config.accessTokenTtl,
+    scope: scopes.join(' '),
+    refresh_token: sealRefreshToken(rt.refreshSecret, row.id, row.generation, now),
+  };
   if (openid) {
     const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified } as User;
     response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes, authTime, sid: row.session_sid, accessToken: at.token });
@@ -90,7 +92,43 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   return response;
 }
 
-type Outcome = { ok: TokenResponse } | { reuse: { familyId: string; userId: string; revoked: boolean } };
+type Family = Awaited<ReturnType<typeof lockFamily>>;
+const lockFamily = (trx: Kysely<Database>, id: string) => trx.selectFrom('refresh_families').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+
+/** Why a live, current token of `family` cannot be rotated (checked under the family's row lock). */
+async function refusal(ctx: GrantContext, trx: Kysely<Database>, family: NonNullable<Family>, requested: string[], now: Date): Promise<Error | undefined> {
+  if (family.idle_expires_at.getTime() <= now.getTime() || family.absolute_expires_at.getTime() <= now.getTime()) return new InvalidGrant('the refresh token has expired');
+  const user = await findUserById(trx, family.user_id);
+  if (!user || user.disabled) return new InvalidGrant('the user is not active');
+  // the scope may be narrowed, never widened
+  const widened = requested.filter((s) => !family.scopes.includes(s));
+  if (widened.length) return new InvalidScope(`scope exceeds the original grant: ${widened.join(' ')}`);
+  for (const r of ctx.resources) if (family.resources.length > 0 && !family.resources.includes(r)) return new InvalidTarget(`resource was not authorized: ${r}`);
+  return undefined;
+}
+
+type Outcome = { ok: Rotated } | { reuse: { familyId: string; userId: string; revoked: boolean } };
+
+/** A consumed token presented again: within the grace a duplicate, else the family is revoked. */
+async function reuse(ctx: GrantContext, trx: Kysely<Database>, family: NonNullable<Family>, withinGrace: boolean, now: Date): Promise<Outcome> {
+  if (withinGrace) return { reuse: { familyId: family.id, userId: family.user_id, revoked: false } };
+  await queueFamilyLogout(trx, { familyIds: [family.id] }, 'refresh_reuse', now);
+  await revokeFamily(trx, family.id, 'refresh_reuse', now);
+  return { reuse: { familyId: family.id, userId: family.user_id, revoked: true } };
+}
+
+/**
+ * Was the sealed token of generation `presented` (older than the family's) consumed within the
+ * grace? Its successor's rotation time is known for the previous generation (`rotated_at`); for an
+ * older one only a lower bound is, its issue time, so it counts as within the grace only when it
+ * was issued within it (stricter than an exact record, never laxer).
+ */
+function sealedWithinGrace(ctx: GrantContext, family: NonNullable<Family>, presented: RefreshTokenClaims, now: Date): boolean {
+  const grace = ctx.rt.config.refreshReuseGraceSeconds * 1000;
+  if (grace <= 0) return false;
+  const consumedAt = presented.generation === family.generation - 1 && family.rotated_at ? family.rotated_at : presented.issuedAt;
+  return now.getTime() - consumedAt.getTime() <= grace;
+}
 
 export const refreshTokenGrant: Grant = {
   grantType: 'refresh_token',
@@ -102,82 +140,54 @@ export const refreshTokenGrant: Grant = {
     const requested = parseScope(params.scope);
     if (!requested) throw new InvalidScope('scope is malformed');
     const now = new Date(rt.clock.now());
-    const tokenDigest = digest(presented);
+    const iat = Math.floor(now.getTime() / 1000);
+    const accessExp = iat + rt.config.accessTokenTtl;
     for (const r of ctx.resources) if (!client.audiences.includes(r)) throw new InvalidTarget(`resource not allowed for this client: ${r}`);
 
-    const fast = await rotateFast(ctx, tokenDigest, requested, now);
-    if (fast) return fast;
+    const sealed = openRefreshToken(rt.refreshSecret, presented);
+    // a token of the sealed length that does not open is forged or altered: no lookup, no change
+    if (!sealed && looksSealed(presented)) throw new InvalidGrant('the refresh token is invalid');
 
-    // the slow path: find out why the fast path did not rotate (or rotate, when it was only a
-    // scope or resource request that needs the full checks), in one locked transaction
+    if (sealed) {
+      // the common case: one statement, one round trip
+      const [row] = await rt.dbh.prepared<Rotated>('latchkey_refresh_rotate', rotation(ctx, sealed.familyId, sealed.generation, requested, now, accessExp));
+      if (row) return issue(ctx, row, requested, now, iat);
+    }
+
+    // why it did not rotate — or, for a token from before the sealing, rotate it — in one
+    // transaction holding the family's row lock
     const outcome: Outcome = await rt.db.transaction().execute(async (trx): Promise<Outcome> => {
-      const token = await trx.selectFrom('refresh_tokens').selectAll().where('token_digest', '=', tokenDigest).forUpdate().executeTakeFirst();
-      if (!token) throw new InvalidGrant('the refresh token is invalid');
-      const family = await trx.selectFrom('refresh_families').selectAll().where('id', '=', token.family_id).forUpdate().executeTakeFirstOrThrow();
-      // presented by another client: refused, and nothing changes
-      if (family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
-      if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
-      if (token.consumed_at) {
-        const grace = rt.config.refreshReuseGraceSeconds * 1000;
-        const withinGrace = grace > 0 && now.getTime() - token.consumed_at.getTime() <= grace;
-        if (withinGrace) return { reuse: { familyId: family.id, userId: family.user_id, revoked: false } };
-        await queueFamilyLogout(trx, { familyIds: [family.id] }, 'refresh_reuse', now);
-        await revokeFamily(trx, family.id, 'refresh_reuse', now);
-        return { reuse: { familyId: family.id, userId: family.user_id, revoked: true } };
+      let family: Family;
+      if (sealed) {
+        family = await lockFamily(trx, sealed.familyId);
+        // presented by another client: refused, and nothing changes
+        if (!family || family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
+        if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
+        // a generation the family never reached (a database restored from an older backup): refused, nothing changes
+        if (sealed.generation > family.generation) throw new InvalidGrant('the refresh token is invalid');
+        if (sealed.generation < family.generation) return reuse(ctx, trx, family, sealedWithinGrace(ctx, family, sealed, now), now);
+      } else {
+        const tokenDigest = digest(presented);
+        const token = await trx.selectFrom('refresh_tokens').selectAll().where('token_digest', '=', tokenDigest).forUpdate().executeTakeFirst();
+        if (!token) throw new InvalidGrant('the refresh token is invalid');
+        family = await lockFamily(trx, token.family_id);
+        if (!family || family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
+        if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
+        if (token.consumed_at) {
+          const grace = rt.config.refreshReuseGraceSeconds * 1000;
+          return reuse(ctx, trx, family, grace > 0 && now.getTime() - token.consumed_at.getTime() <= grace, now);
+        }
       }
-      if (family.idle_expires_at.getTime() <= now.getTime() || family.absolute_expires_at.getTime() <= now.getTime()) {
-        throw new InvalidGrant('the refresh token has expired');
-      }
-      const user = await findUserById(trx, family.user_id);
-      if (!user || user.disabled) throw new InvalidGrant('the user is not active');
-      // the scope may be narrowed, never widened
-      const widened = requested.filter((s) => !family.scopes.includes(s));
-      if (widened.length) throw new InvalidScope(`scope exceeds the original grant: ${widened.join(' ')}`);
-      const scopes = requested.length ? requested : family.scopes;
-      const openid = scopes.includes('openid');
-      const aud = resolveAudience(client, ctx.resources, family.resources, openid, rt.config.issuer);
-
-      const authTime = Math.floor(family.auth_time.getTime() / 1000);
-      const at = await signAccessToken(rt, { sub: user.id, clientId: client.clientId, scope: scopes, aud, authTime, sid: family.session_sid ?? undefined, familyId: family.id, statusIdx: family.status_idx });
-      const next = await insertRefreshToken(trx, family.id, now);
-      const consumed = await trx
-        .updateTable('refresh_tokens')
-        .set({ consumed_at: now, successor_digest: next.tokenDigest })
-        .where('token_digest', '=', tokenDigest)
-        .where('consumed_at', 'is', null)
-        .executeTakeFirst();
-      if (Number(consumed.numUpdatedRows) !== 1) throw new InvalidGrant('the refresh token is invalid');
-      await trx
-        .updateTable('refresh_families')
-        .set({
-          last_used_at: now,
-          idle_expires_at: new Date(Math.min(now.getTime() + rt.config.refreshIdleTtl * 1000, family.absolute_expires_at.getTime())),
-          access_expires_at: new Date(Math.max(at.exp * 1000, family.access_expires_at?.getTime() ?? 0)),
-        })
-        .where('id', '=', family.id)
-        .execute();
-      const response: TokenResponse = {
-        access_token: at.token,
-        token_type: 'Bearer',
-        expires_in: rt.config.accessTokenTtl,
-        scope: scopes.join(' '),
-        refresh_token: next.token,
-      };
-      if (openid) {
-        response.id_token = await signIdToken(rt, {
-          clientId: client.clientId,
-          alg: client.idTokenAlg as SigningAlg,
-          user,
-          scopes,
-          authTime,
-          sid: family.session_sid,
-          accessToken: at.token,
-        });
-      }
-      return { ok: response };
+      const refused = await refusal(ctx, trx, family, requested, now);
+      if (refused) throw refused;
+      // a token from before the sealing is consumed for good; its successor is sealed (no successor_digest)
+      if (!sealed) await trx.updateTable('refresh_tokens').set({ consumed_at: now }).where('token_digest', '=', digest(presented)).execute();
+      const { rows } = await trx.executeQuery(rotation(ctx, family.id, family.generation, requested, now, accessExp));
+      if (!rows[0]) throw new InvalidGrant('the refresh token is invalid');
+      return { ok: rows[0] };
     });
 
-    if ('ok' in outcome) return outcome.ok;
+    if ('ok' in outcome) return issue(ctx, outcome.ok, requested, now, iat);
     if (outcome.reuse.revoked) {
       metrics.refreshReuse.inc();
       metrics.revocations.inc({ cause: 'refresh_reuse' });

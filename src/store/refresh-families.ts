@@ -1,7 +1,9 @@
-// Refresh-token families and their tokens. Tokens are stored as digests only.
+// Refresh-token families. Their tokens are sealed (src/tokens/refresh-tokens.ts) and stored nowhere;
+// those issued before the sealing are found by their digests in refresh_tokens.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { digest, randomToken } from '../tokens/opaque.js';
+import { digest } from '../tokens/opaque.js';
+import { looksSealed, openRefreshToken } from '../tokens/refresh-tokens.js';
 
 export const DENYLIST_CHANNEL = 'latchkey_denylist';
 
@@ -64,13 +66,54 @@ export async function insertFamily(db: Kysely<Database>, f: NewFamily, at: Date,
     .execute();
 }
 
-/** A new refresh token in `familyId`; returns the token (shown once). */
-export async function insertRefreshToken(db: Kysely<Database>, familyId: string, at: Date): Promise<{ token: string; tokenDigest: string }> {
-  const token = randomToken(32);
-  const tokenDigest = digest(token);
-  await db.insertInto('refresh_tokens').values({ token_digest: tokenDigest, family_id: familyId, created_at: at }).execute();
-  return { token, tokenDigest };
+export interface PresentedRefreshToken {
+  familyId: string;
+  clientId: string;
+  userId: string;
+  scopes: string[];
+  revokedAt: Date | null;
+  idleExpiresAt: Date;
+  absoluteExpiresAt: Date;
+  userDisabled: boolean;
+  /** It is the family's live token (the current generation; for a token from before the sealing, unconsumed). */
+  current: boolean;
+  issuedAt: Date;
 }
+
+/**
+ * The family a presented refresh token belongs to (for /revoke and /introspect), or undefined when
+ * it is none of ours: a sealed token names its family, a token from before the sealing is found by
+ * its digest. A string of the sealed length that does not open is looked up nowhere.
+ */
+export async function findRefreshToken(db: Kysely<Database>, secret: Buffer, token: string): Promise<PresentedRefreshToken | undefined> {
+  const sealed = openRefreshToken(secret, token);
+  if (!sealed && looksSealed(token)) return undefined;
+  const q = db
+    .selectFrom('refresh_families as f')
+    .innerJoin('users as u', 'u.id', 'f.user_id')
+    .select(['f.id', 'f.client_id', 'f.user_id', 'f.scopes', 'f.revoked_at', 'f.idle_expires_at', 'f.absolute_expires_at', 'f.generation', 'u.disabled']);
+  if (sealed) {
+    const row = await q.where('f.id', '=', sealed.familyId).executeTakeFirst();
+    return row && { ...summary(row), current: row.generation === sealed.generation, issuedAt: sealed.issuedAt };
+  }
+  const row = await q
+    .innerJoin('refresh_tokens as t', 't.family_id', 'f.id')
+    .select(['t.created_at', 't.consumed_at'])
+    .where('t.token_digest', '=', digest(token))
+    .executeTakeFirst();
+  return row && { ...summary(row), current: row.consumed_at === null, issuedAt: row.created_at };
+}
+
+const summary = (row: { id: string; client_id: string; user_id: string; scopes: string[]; revoked_at: Date | null; idle_expires_at: Date; absolute_expires_at: Date; disabled: boolean }) => ({
+  familyId: row.id,
+  clientId: row.client_id,
+  userId: row.user_id,
+  scopes: row.scopes,
+  revokedAt: row.revoked_at,
+  idleExpiresAt: row.idle_expires_at,
+  absoluteExpiresAt: row.absolute_expires_at,
+  userDisabled: row.disabled,
+});
 
 /**
  * Revoke a family: every refresh token in it stops working and the family goes on the denylist

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { InvalidClient, InvalidRequest } from '../../errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
-import { digest } from '../../tokens/opaque.js';
+import { findRefreshToken } from '../../store/refresh-families.js';
 import { isUuid } from '../../store/users.js';
 import type { Client } from '../../store/clients.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
@@ -63,26 +63,20 @@ export function registerIntrospection(app: FastifyInstance, svc: Services, guard
 
     if (token.length > 200) return INACTIVE;
     const now = svc.now();
-    const row = await svc.rt.db
-      .selectFrom('refresh_tokens as t')
-      .innerJoin('refresh_families as f', 'f.id', 't.family_id')
-      .innerJoin('users as u', 'u.id', 'f.user_id')
-      .select(['t.created_at', 't.consumed_at', 'f.client_id', 'f.user_id', 'f.scopes', 'f.revoked_at', 'f.idle_expires_at', 'f.absolute_expires_at', 'u.disabled'])
-      .where('t.token_digest', '=', digest(token))
-      .executeTakeFirst();
-    if (!row || row.client_id !== caller.clientId) return INACTIVE;
-    if (row.consumed_at || row.revoked_at || row.disabled) return INACTIVE;
-    const exp = Math.min(row.idle_expires_at.getTime(), row.absolute_expires_at.getTime());
+    const found = await findRefreshToken(svc.rt.db, svc.rt.refreshSecret, token);
+    if (!found || found.clientId !== caller.clientId) return INACTIVE;
+    if (!found.current || found.revokedAt || found.userDisabled) return INACTIVE;
+    const exp = Math.min(found.idleExpiresAt.getTime(), found.absoluteExpiresAt.getTime());
     if (exp <= now.getTime()) return INACTIVE;
     return {
       active: true,
       token_type: 'refresh_token',
-      scope: row.scopes.join(' '),
-      client_id: row.client_id,
-      sub: row.user_id,
+      scope: found.scopes.join(' '),
+      client_id: found.clientId,
+      sub: found.userId,
       iss: svc.config.issuer,
       exp: Math.floor(exp / 1000),
-      iat: Math.floor(row.created_at.getTime() / 1000),
+      iat: Math.floor(found.issuedAt.getTime() / 1000),
     };
   });
 }

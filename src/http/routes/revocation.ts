@@ -3,12 +3,11 @@
 // Unknown, expired or malformed tokens answer 200; another client's token is refused (§2.1).
 import type { FastifyInstance } from 'fastify';
 import { InvalidRequest, UnauthorizedClient } from '../../errors.js';
-import { denylist, revokeFamily } from '../../store/refresh-families.js';
+import { denylist, findRefreshToken, revokeFamily } from '../../store/refresh-families.js';
 import { rotateClientStatusIndex } from '../../store/clients.js';
 import { statusIndexOf } from '../../tokens/status-list.js';
 import { metrics } from '../../metrics/metrics.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
-import { digest } from '../../tokens/opaque.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
 import { FormBody } from '../schemas/form.js';
 import type { Services } from '../services.js';
@@ -25,18 +24,13 @@ export function registerRevocation(app: FastifyInstance, svc: Services): void {
     const now = svc.now();
 
     if (!jwtLike && token.length <= 200) {
-      const row = await svc.rt.db
-        .selectFrom('refresh_tokens as t')
-        .innerJoin('refresh_families as f', 'f.id', 't.family_id')
-        .select(['f.id', 'f.client_id', 'f.user_id', 'f.revoked_at'])
-        .where('t.token_digest', '=', digest(token))
-        .executeTakeFirst();
-      if (row) {
-        if (row.client_id !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
-        if (!row.revoked_at) {
-          if (await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, row.id, 'revoked_by_client', now))) metrics.revocations.inc({ cause: 'revoked_by_client' });
+      const found = await findRefreshToken(svc.rt.db, svc.rt.refreshSecret, token);
+      if (found) {
+        if (found.clientId !== client.clientId) throw new UnauthorizedClient('the token was not issued to this client');
+        if (!found.revokedAt) {
+          if (await svc.rt.db.transaction().execute((trx) => revokeFamily(trx, found.familyId, 'revoked_by_client', now))) metrics.revocations.inc({ cause: 'revoked_by_client' });
           await svc.denylist.sync();
-          await svc.audit(req, { type: 'refresh.revoked', userId: row.user_id, clientId: client.clientId, details: { family_id: row.id } });
+          await svc.audit(req, { type: 'refresh.revoked', userId: found.userId, clientId: client.clientId, details: { family_id: found.familyId } });
         }
       }
       return reply.code(200).send();
