@@ -36,6 +36,8 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
 
   // the login pages post back to the issuer (replica 0); token traffic goes anywhere
   const chains: string[] = [];
+  // rotations answered with 200 (each moved one family's generation on by one)
+  let answered = 0;
   for (let i = 0; i < 6; i++) {
     const { tokens } = await loginAndRedeem({ issuer, clientId: auth.clientId, secret: auth.secret, redirectUri: REDIRECT, email: 'sam@example.com', password: 'sam password 123', scope: 'openid offline_access' });
     chains.push(tokens.refresh_token!);
@@ -47,6 +49,7 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
       for (let c = 0; c < chains.length; c++) {
         const r = await tokenRequest(urls[n++ % 3]!, { grant_type: 'refresh_token', refresh_token: chains[c]! }, auth);
         t.equal(r.status, 200, `chain ${c} round ${round}`);
+        if (r.status === 200) answered++;
         chains[c] = r.body.refresh_token as string;
       }
     }
@@ -54,6 +57,7 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
 
   await t.test('a revocation on one replica is seen by the others', async (t) => {
     const r = await tokenRequest(urls[1]!, { grant_type: 'refresh_token', refresh_token: chains[0]! }, auth);
+    if (r.status === 200) answered++;
     chains[0] = r.body.refresh_token as string;
     const at = r.body.access_token as string;
     for (const u of urls) t.equal((await postForm(`${u}/introspect`, { token: at }, { clientId: rs.client_id!, secret: rs.client_secret })).body.active, true);
@@ -83,8 +87,10 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
             continue;
           }
         }
-        if (r.status === 200) chains[c] = r.body.refresh_token as string;
-        else if (r.status >= 500) errorsOnSurvivors++;
+        if (r.status === 200) {
+          chains[c] = r.body.refresh_token as string;
+          answered++;
+        } else if (r.status >= 500) errorsOnSurvivors++;
         else break; // the chain died (a rotation committed by the killed replica): the user logs in again
       }
     });
@@ -97,20 +103,15 @@ t.test('three replicas on one Postgres', { skip: postgresOnly }, async (t) => {
     const db = new pg.Client({ connectionString: databaseUrl });
     await db.connect();
     try {
-      const forks = await db.query(`SELECT successor_digest, count(*) FROM refresh_tokens WHERE successor_digest IS NOT NULL GROUP BY 1 HAVING count(*) > 1`);
-      t.equal(forks.rowCount, 0, 'no token is the successor of two');
-      const dangling = await db.query(`SELECT t.token_digest FROM refresh_tokens t LEFT JOIN refresh_tokens s ON s.token_digest = t.successor_digest WHERE t.successor_digest IS NOT NULL AND s.token_digest IS NULL`);
-      t.equal(dangling.rowCount, 0, 'no half-done rotation: every successor exists');
-      const unconsumedWithSuccessor = await db.query(`SELECT 1 FROM refresh_tokens WHERE consumed_at IS NULL AND successor_digest IS NOT NULL`);
-      t.equal(unconsumedWithSuccessor.rowCount, 0);
-      const twoHeads = await db.query(`SELECT family_id FROM refresh_tokens WHERE consumed_at IS NULL GROUP BY family_id HAVING count(*) > 1`);
-      t.equal(twoHeads.rowCount, 0, 'every family has at most one usable token (the chain never forks)');
-      const orphans = await db.query(
-        `SELECT t.family_id FROM refresh_tokens t
-         WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens p WHERE p.successor_digest = t.token_digest)
-         GROUP BY t.family_id HAVING count(*) <> 1`,
-      );
-      t.equal(orphans.rowCount, 0, 'each family is one linear chain from its first token');
+      // refresh tokens are sealed: a rotation writes no token row, and the family's generation is
+      // its only chain state — one live token per family by construction
+      const tokenRows = await db.query(`SELECT 1 FROM refresh_tokens`);
+      t.equal(tokenRows.rowCount, 0, 'no token rows are written');
+      const gens = await db.query<{ total: string }>(`SELECT coalesce(sum(generation), 0)::text AS total FROM refresh_families WHERE client_id = $1`, [auth.clientId]);
+      const total = Number(gens.rows[0]!.total);
+      // a rotation the killed replica committed but never answered: at most one per chain (its
+      // retry on a survivor is then a reuse, and the chain ends)
+      t.ok(total >= answered && total <= answered + chains.length, `the generations (${total}) count the answered rotations (${answered}), no half-done ones`);
       const revokedButLive = await db.query(
         `SELECT f.id FROM refresh_families f
          WHERE f.revoked_at IS NOT NULL AND f.access_expires_at > now()
