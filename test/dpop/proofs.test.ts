@@ -14,7 +14,7 @@ import { basic } from '../helpers/flow.js';
 t.teardown(dropCreatedDatabases);
 
 const API = 'https://api.example.com';
-type KeyPair = { publicKey: CryptoKey; privateKey: CryptoKey };
+type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
 
 interface ProofInput {
   keys: KeyPair;
@@ -102,7 +102,7 @@ for (const backend of backends()) {
       const cases: [string, () => Promise<string | string[]>][] = [
         ['wrong typ', () => good({ typ: 'JWT' })],
         ['typ at+jwt', () => good({ typ: 'at+jwt' })],
-        ['symmetric alg (HS256)', () => new SignJWT({ htm: 'POST', htu: tokenUrl, iat: now(), jti: 'x', nonce }).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: Buffer.from(hs).toString('base64url') } }).sign(hs)],
+        ['symmetric alg (HS256)', () => new SignJWT({ htm: 'POST', htu: tokenUrl, iat: now(), jti: 'x', nonce }).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: Buffer.from(hs).toString('base64url') } as never }).sign(hs)],
         ['alg none', async () => new UnsecuredJWT({ htm: 'POST', htu: tokenUrl, iat: now(), jti: 'y', nonce }).encode().replace(/^[^.]+/, Buffer.from(JSON.stringify({ alg: 'none', typ: 'dpop+jwt', jwk: await exportJWK(keys.publicKey) })).toString('base64url'))],
         ['private key in jwk', () => good({ jwk: privateJwk })],
         ['alg not the key type (RS256 header, EC signature)', async () => {
