@@ -308,27 +308,27 @@ async function httpContract(t: Test, issuer: FakeIssuer, base: string, publicBas
   r = await call({ authorization: `DPoP ${token}`, dpop: await p({ htm: 'POST' }) }, '/me', 'POST');
   t.equal(r.status, 200, 'POST with htm POST');
 
-  const refused = async (what: string, headers: Record<string, string | string[]>, error: string, path = '/me', method = 'GET') => {
+  const refused = async (what: string, headers: Record<string, string | string[]>, error: string, description: string, path = '/me', method = 'GET') => {
     const a = await call(headers, path, method);
     t.equal(a.status, 401, `${what}: 401`);
     t.equal(a.body.error, error, `${what}: ${error}`);
+    t.equal(a.body.error_description, description, `${what}: ${description}`);
     t.equal(a.wwwAuthenticate, `DPoP error="${error}", error_description="${a.body.error_description}", ${ALGS}`, `${what}: DPoP challenge`);
     return a;
   };
-  await refused('htm GET on a POST', { authorization: `DPoP ${token}`, dpop: await p() }, 'invalid_dpop_proof', '/me', 'POST');
-  await refused('htu of another path', { authorization: `DPoP ${token}`, dpop: await p({ htu: `${publicBase}/write` }) }, 'invalid_dpop_proof');
-  await refused('no DPoP header', { authorization: `DPoP ${token}` }, 'invalid_dpop_proof');
-  await refused('two DPoP headers', { authorization: `DPoP ${token}`, dpop: [await p(), await p()] }, 'invalid_dpop_proof');
+  await refused('htm GET on a POST', { authorization: `DPoP ${token}`, dpop: await p() }, 'invalid_dpop_proof', 'the DPoP proof htm is not the request method', '/me', 'POST');
+  await refused('htu of another path', { authorization: `DPoP ${token}`, dpop: await p({ htu: `${publicBase}/write` }) }, 'invalid_dpop_proof', 'the DPoP proof htu is not the request URL');
+  await refused('no DPoP header', { authorization: `DPoP ${token}` }, 'invalid_dpop_proof', 'a DPoP proof is required with this token');
+  await refused('two DPoP headers', { authorization: `DPoP ${token}`, dpop: [await p(), await p()] }, 'invalid_dpop_proof', 'more than one DPoP proof');
   const once = await p();
   t.equal((await call({ authorization: `DPoP ${token}`, dpop: once })).status, 200);
-  const replay = await refused('a replayed proof', { authorization: `DPoP ${token}`, dpop: once }, 'invalid_dpop_proof');
-  t.equal(replay.body.error_description, 'the DPoP proof has been used before');
-  await refused('a stale proof', { authorization: `DPoP ${token}`, dpop: await p({ iatOffset: -120 }) }, 'invalid_dpop_proof');
-  await refused('a proof without ath', { authorization: `DPoP ${token}`, dpop: await p({ claims: { ath: undefined } }) }, 'invalid_dpop_proof');
-  const bearer = await refused('the bound token as Bearer', { authorization: `Bearer ${token}`, dpop: await p() }, 'invalid_token');
-  t.equal(bearer.body.error_description, 'the token is DPoP-bound: send it with the DPoP scheme and a DPoP proof');
+  await refused('a replayed proof', { authorization: `DPoP ${token}`, dpop: once }, 'invalid_dpop_proof', 'the DPoP proof has been used before');
+  await refused('a stale proof', { authorization: `DPoP ${token}`, dpop: await p({ iatOffset: -120 }) }, 'invalid_dpop_proof', 'the DPoP proof is too old');
+  await refused('a proof without ath', { authorization: `DPoP ${token}`, dpop: await p({ claims: { ath: undefined } }) }, 'invalid_dpop_proof', 'the DPoP proof has no ath');
+  await refused('a proof by another key', { authorization: `DPoP ${token}`, dpop: await proof(issuer, await proofKey('EdDSA'), { token, htu: `${publicBase}/me` }) }, 'invalid_dpop_proof', 'the DPoP proof is not signed by the key the token is bound to');
+  await refused('the bound token as Bearer', { authorization: `Bearer ${token}`, dpop: await p() }, 'invalid_token', 'the token is DPoP-bound: send it with the DPoP scheme and a DPoP proof');
   const unbound = await issuer.signAccessToken();
-  await refused('an unbound token with the DPoP scheme', { authorization: `DPoP ${unbound}`, dpop: await proof(issuer, key, { token: unbound, htu: `${publicBase}/me` }) }, 'invalid_token');
+  await refused('an unbound token with the DPoP scheme', { authorization: `DPoP ${unbound}`, dpop: await proof(issuer, key, { token: unbound, htu: `${publicBase}/me` }) }, 'invalid_token', 'the token is not DPoP-bound: send it with the Bearer scheme');
   t.equal((await call({ authorization: `Bearer ${unbound}` })).status, 200, 'an unbound token as Bearer still passes');
 
   r = await call({});
@@ -376,7 +376,7 @@ t.test('the Fastify plugin over HTTP: the proof URL from the Host header, or fro
   const token = await issuer.signAccessToken({ cnf: { jkt: key.jkt } });
   const r = await send(proxied, '/me', 'GET', { authorization: `DPoP ${token}`, dpop: await proof(issuer, key, { token, htu: `${proxied}/me` }) });
   t.equal(r.status, 401, 'with publicUrl set, a proof for the internal URL is refused');
-  t.equal(r.body.error, 'invalid_dpop_proof');
+  t.same(r.body, { error: 'invalid_dpop_proof', error_description: 'the DPoP proof htu is not the request URL' });
   t.throws(() => fastifyVerifier(verifier, { publicUrl: 'not a url' }), TypeError, 'a publicUrl that is no URL is refused at once');
   t.throws(() => expressVerifier(verifier, { publicUrl: 'ftp://x.example' }), TypeError, 'and one that is not http(s)');
 });
