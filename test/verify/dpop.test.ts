@@ -399,4 +399,22 @@ t.test('the Express-style middleware over HTTP, with a publicUrl function', asyn
   const publicUrl = (req: MiddlewareRequest) => `https://rs.example.net${req.url}`;
   const proxied = await listen(server(expressVerifier(verifier, { publicUrl }), expressVerifier(verifier, { scope: 'api:write', publicUrl })), t);
   await t.test('publicUrl: (req) => string', (t) => httpContract(t, issuer, proxied, 'https://rs.example.net'));
+
+  // as Express mounted at /api with `trust proxy` sees a request: req.url without the mount path,
+  // req.originalUrl with it, req.protocol from X-Forwarded-Proto
+  const guard = expressVerifier(verifier);
+  const mounted = await listen(
+    http.createServer((req, res) => {
+      Object.assign(req, { originalUrl: `/api${req.url}`, protocol: 'https' });
+      guard(req as http.IncomingMessage & MiddlewareRequest, res, () => res.end('{}'));
+    }),
+    t,
+  );
+  const key = await proofKey();
+  const token = await issuer.signAccessToken({ cnf: { jkt: key.jkt } });
+  const host = mounted.replace('http://', '');
+  let r = await send(mounted, '/me', 'GET', { authorization: `DPoP ${token}`, dpop: await proof(issuer, key, { token, htu: `https://${host}/api/me` }) });
+  t.equal(r.status, 200, 'the default URL uses req.originalUrl and req.protocol');
+  r = await send(mounted, '/me', 'GET', { authorization: `DPoP ${token}`, dpop: await proof(issuer, key, { token, htu: `https://${host}/me` }) });
+  t.same([r.status, r.body.error], [401, 'invalid_dpop_proof'], 'a proof for the path without the mount point is refused');
 });
