@@ -26,6 +26,8 @@ export interface Runtime {
   codeSecret: Buffer;
   /** The key refresh tokens are sealed under (src/tokens/refresh-tokens.ts). */
   refreshSecret: Buffer;
+  /** The key DPoP server nonces are made with (src/protocol/dpop.ts). */
+  dpopNonceSecret: Buffer;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
     const csrfSecret = await getOrCreateSecret(dbh.db, kek, 'csrf', clock);
     const codeSecret = await getOrCreateSecret(dbh.db, kek, 'authorization-code', clock);
     const refreshSecret = await getOrCreateSecret(dbh.db, kek, 'refresh-token', clock);
+    const dpopNonceSecret = await getOrCreateSecret(dbh.db, kek, 'dpop-nonce', clock);
     return {
       config,
       dbh,
@@ -65,6 +68,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
       csrfSecret,
       codeSecret,
       refreshSecret,
+      dpopNonceSecret,
       close: () => dbh.close(),
     };
   } catch (err) {

@@ -40,6 +40,7 @@ export interface ClientsTable {
   backchannel_logout_session_required: Generated<boolean>;
   require_par: Generated<boolean>;
   resource_servers: ColumnType<string[], string | undefined, string>;
+  dpop_bound_access_tokens: Generated<boolean>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -109,6 +110,11 @@ export interface ClientAssertionJtisTable {
   expires_at: Timestamp;
 }
 
+export interface DpopProofsTable {
+  jti_digest: string;
+  expires_at: Timestamp;
+}
+
 export interface AuditEventsTable {
   id: Generated<string>;
   at: Timestamp;
@@ -146,6 +152,8 @@ export interface RefreshFamiliesTable {
   generation: Generated<number>;
   /** When the current generation's predecessor was consumed (the reuse grace window). */
   rotated_at: NullableTs;
+  /** RFC 9449 §5: the proof key (JWK thumbprint) a public client's family is bound to. */
+  dpop_jkt: Generated<string | null>;
 }
 
 /** The digests of refresh tokens issued before they were sealed: read, consumed, never written. */
@@ -192,6 +200,7 @@ export interface Database {
   interactions: InteractionsTable;
   consents: ConsentsTable;
   client_assertion_jtis: ClientAssertionJtisTable;
+  dpop_proofs: DpopProofsTable;
   audit_events: AuditEventsTable;
   users: UsersTable;
   clients: ClientsTable;

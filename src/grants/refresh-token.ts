@@ -9,7 +9,7 @@
 // rotation consumes the digest row and issues a sealed successor.
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import type { SigningAlg } from '../config.js';
-import { InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../errors.js';
+import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../errors.js';
 import { parseScope } from '../protocol/scopes.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
@@ -41,7 +41,8 @@ interface Rotated {
 /**
  * The rotation, in one statement: move the family from `generation` to the next if — and only
  * if — that is its current generation, it is live and the client's, the user is active and the
- * requested scope and resources are within the grant; record the new access token's expiry (its
+ * requested scope and resources are within the grant, and a family bound to a DPoP key sees a
+ * proof by that key; record the new access token's expiry (its
  * family key is denylisted until then when the family is revoked). None of the columns it writes
  * is indexed, so the update is HOT. Under a concurrent rotation or revocation the row lock makes it
  * re-check the committed row, and it matches nothing.
@@ -65,6 +66,8 @@ function rotation(ctx: GrantContext, familyId: string, generation: number, reque
       AND NOT u.disabled
       AND f.scopes @> ${JSON.stringify(requested)}::jsonb
       AND (jsonb_array_length(f.resources) = 0 OR f.resources @> ${JSON.stringify(ctx.resources)}::jsonb)
+      -- RFC 9449 §5: a bound family rotates only with a proof by its key
+      AND (f.dpop_jkt IS NULL OR f.dpop_jkt = ${ctx.dpop?.jkt ?? ''}::text)
     RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx, f.generation,
       u.email, u.name, u.email_verified
   `.compile(rt.db);
@@ -77,10 +80,10 @@ async function issue(ctx: GrantContext, row: Rotated, requested: string[], now: 
   const openid = scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);
   const authTime = Math.floor(new Date(row.auth_time).getTime() / 1000);
-  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx });
+  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx, jkt: ctx.dpop?.jkt });
   const response: TokenResponse = {
     access_token: at.token,
-    token_type: 'Bearer',
+    token_type: ctx.dpop ? 'DPoP' : 'Bearer',
     expires_in: rt.config.accessTokenTtl,
     scope: scopes.join(' '),
     refresh_token: sealRefreshToken(rt.refreshSecret, row.id, row.generation, now),
@@ -94,6 +97,13 @@ async function issue(ctx: GrantContext, row: Rotated, requested: string[], now: 
 
 type Family = Awaited<ReturnType<typeof lockFamily>>;
 const lockFamily = (trx: Kysely<Database>, id: string) => trx.selectFrom('refresh_families').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+
+/** RFC 9449 §5: a family bound to a DPoP key is used only with a proof by that key — without one nothing changes, not even reuse detection. */
+function assertBinding(ctx: GrantContext, family: NonNullable<Family>): void {
+  if (family.dpop_jkt && family.dpop_jkt !== ctx.dpop?.jkt) {
+    throw new InvalidDpopProof(ctx.dpop ? 'the DPoP proof key is not the key the refresh token is bound to' : 'the refresh token is bound to a DPoP key: send a DPoP proof');
+  }
+}
 
 /** Why a live, current token of `family` cannot be rotated (checked under the family's row lock). */
 async function refusal(ctx: GrantContext, trx: Kysely<Database>, family: NonNullable<Family>, requested: string[], now: Date): Promise<Error | undefined> {
@@ -162,6 +172,7 @@ export const refreshTokenGrant: Grant = {
         family = await lockFamily(trx, sealed.familyId);
         // presented by another client: refused, and nothing changes
         if (!family || family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
+        assertBinding(ctx, family);
         if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
         // a generation the family never reached (a database restored from an older backup): refused, nothing changes
         if (sealed.generation > family.generation) throw new InvalidGrant('the refresh token is invalid');
@@ -172,6 +183,7 @@ export const refreshTokenGrant: Grant = {
         if (!token) throw new InvalidGrant('the refresh token is invalid');
         family = await lockFamily(trx, token.family_id);
         if (!family || family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
+        assertBinding(ctx, family);
         if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
         if (token.consumed_at) {
           const grace = rt.config.refreshReuseGraceSeconds * 1000;

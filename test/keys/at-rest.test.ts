@@ -106,7 +106,7 @@ for (const backend of backends()) {
 
       const r = await rewrapKeys({ db: dbh.db, clock: systemClock, oldKek, newKek, actor: 'test' });
       t.equal(r.signing_keys, 5, 'ES256 active, next and retired, RS256 active and next (the revoked key has no private part)');
-      t.equal(r.server_secrets, 4, 'cookie, csrf, authorization-code and refresh-token secrets');
+      t.equal(r.server_secrets, 5, 'cookie, csrf, authorization-code, dpop-nonce and refresh-token secrets');
       t.equal(r.to_kek_id, newKek.id);
       const after = await dbh.db.selectFrom('signing_keys').selectAll().execute();
       for (const row of after) {

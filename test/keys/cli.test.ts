@@ -135,7 +135,7 @@ t.test('keys commands through the latchkey binary', { skip: hasPostgres ? false 
   const wrapped = await runCli(['keys', 'rewrap', '--json'], { ...cliEnv, LATCHKEY_NEW_KEK_FILE: kekFile });
   t.equal(wrapped.code, 0, wrapped.stderr);
   const w = JSON.parse(wrapped.stdout) as Record<string, number | string>;
-  t.equal(w.server_secrets, 4, 'cookie, csrf, authorization-code and refresh-token secrets');
+  t.equal(w.server_secrets, 5, 'cookie, csrf, authorization-code, dpop-nonce and refresh-token secrets');
   t.ok((w.signing_keys as number) >= 6);
   const stale = await cli('keys', 'rotate', '--now');
   t.equal(stale.code, 1, 'the old KEK can no longer add keys');
