@@ -75,6 +75,7 @@ const NEW = `
       AND NOT u.disabled
       AND f.scopes @> $10::jsonb
       AND (jsonb_array_length(f.resources) = 0 OR f.resources @> $11::jsonb)
+      AND (f.dpop_jkt IS NULL OR f.dpop_jkt = $12::text)
     RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx, f.generation,
       u.email, u.name, u.email_verified`;
 
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
     const rotateNew = async (c: pg.PoolClient, ch: Chain, at: Date) => {
       const idle = new Date(at.getTime() + 14 * 86400_000);
       const exp = new Date(at.getTime() + 900_000);
-      const r = await c.query({ name: 'new', text: NEW, values: [at, at, idle, exp, ch.familyId, ch.generation, CLIENT, at, at, '[]', '[]'] });
+      const r = await c.query({ name: 'new', text: NEW, values: [at, at, idle, exp, ch.familyId, ch.generation, CLIENT, at, at, '[]', '[]', ''] });
       if (r.rowCount !== 1) throw new Error('new rotation matched nothing');
       ch.generation++;
     };
