@@ -66,6 +66,10 @@ export interface Config {
   metricsHost: string;
   /** Log lines as JSON or pretty; undefined: pretty when stdout is a terminal. */
   logFormat: 'json' | 'pretty' | undefined;
+  /** RFC 9449 §8: DPoP proofs at /token and /par must carry a server nonce (DPOP_NONCE, default on). */
+  dpopNonce: boolean;
+  /** How long one server nonce window lasts (a nonce is accepted for about two of them). */
+  dpopNonceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -212,5 +216,7 @@ export function loadConfig(env: Env = process.env): Config {
     metricsPort,
     metricsHost: env.METRICS_HOST?.trim() || '127.0.0.1',
     logFormat,
+    dpopNonce: bool(env, 'DPOP_NONCE', true),
+    dpopNonceSeconds: int(env, 'DPOP_NONCE_SECONDS', 300, 10, 3600),
   };
 }

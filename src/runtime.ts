@@ -24,6 +24,8 @@ export interface Runtime {
   csrfSecret: Buffer;
   /** The key authorization codes are sealed under (src/tokens/codes.ts). */
   codeSecret: Buffer;
+  /** The key DPoP server nonces are made with (src/protocol/dpop.ts). */
+  dpopNonceSecret: Buffer;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
     const cookieSecret = await getOrCreateSecret(dbh.db, kek, 'cookie', clock);
     const csrfSecret = await getOrCreateSecret(dbh.db, kek, 'csrf', clock);
     const codeSecret = await getOrCreateSecret(dbh.db, kek, 'authorization-code', clock);
+    const dpopNonceSecret = await getOrCreateSecret(dbh.db, kek, 'dpop-nonce', clock);
     return {
       config,
       dbh,
@@ -61,6 +64,7 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
       cookieSecret,
       csrfSecret,
       codeSecret,
+      dpopNonceSecret,
       close: () => dbh.close(),
     };
   } catch (err) {

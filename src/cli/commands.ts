@@ -329,7 +329,7 @@ export const commands: Record<string, Command> = {
 
   'clients create': {
     usage:
-      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--resource-server A]… [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--require-par] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
+      'latchkey clients create --name N [--redirect-uri U]… [--post-logout-redirect-uri U]… [--public] [--grant-types a,b] [--scopes "openid profile …"] [--audiences A,…] [--resource-server A]… [--first-party] [--auth-method M] [--jwks FILE] [--id-token-alg ALG] [--pkce-optional] [--refresh-without-offline] [--require-par] [--dpop-bound] [--admin] [--backchannel-logout-uri U [--backchannel-logout-session-required]]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -349,6 +349,7 @@ export const commands: Record<string, Command> = {
       'backchannel-logout-uri': { type: 'string' },
       'backchannel-logout-session-required': { type: 'boolean' },
       'require-par': { type: 'boolean' },
+      'dpop-bound': { type: 'boolean' },
     },
     needsDb: true,
     async run(c, v) {
@@ -435,6 +436,7 @@ export const commands: Record<string, Command> = {
           backchannelLogoutUri: bclUri ?? null,
           backchannelLogoutSessionRequired: Boolean(v['backchannel-logout-session-required']),
           requirePar: Boolean(v['require-par']),
+          dpopBound: Boolean(v['dpop-bound']),
           resourceServers: [...new Set(resourceServers)],
         },
         new Date(ctx.clock.now()),
@@ -456,7 +458,7 @@ export const commands: Record<string, Command> = {
 
   'clients update': {
     usage:
-      'latchkey clients update <client_id> [--name N] [--redirect-uri U]… [--post-logout-redirect-uri U]… [--no-post-logout-redirect-uris] [--backchannel-logout-uri U | --no-backchannel-logout-uri] [--backchannel-logout-session-required | --no-backchannel-logout-session-required]',
+      'latchkey clients update <client_id> [--name N] [--redirect-uri U]… [--post-logout-redirect-uri U]… [--no-post-logout-redirect-uris] [--backchannel-logout-uri U | --no-backchannel-logout-uri] [--backchannel-logout-session-required | --no-backchannel-logout-session-required] [--dpop-bound | --no-dpop-bound]',
     options: {
       name: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
@@ -466,6 +468,8 @@ export const commands: Record<string, Command> = {
       'no-backchannel-logout-uri': { type: 'boolean' },
       'backchannel-logout-session-required': { type: 'boolean' },
       'no-backchannel-logout-session-required': { type: 'boolean' },
+      'dpop-bound': { type: 'boolean' },
+      'no-dpop-bound': { type: 'boolean' },
     },
     positionals: 1,
     needsDb: true,
@@ -492,6 +496,9 @@ export const commands: Record<string, Command> = {
       if (v['backchannel-logout-session-required'] && v['no-backchannel-logout-session-required']) throw new CliError('give --backchannel-logout-session-required or --no-backchannel-logout-session-required, not both');
       if (v['backchannel-logout-session-required']) changes.backchannelLogoutSessionRequired = true;
       if (v['no-backchannel-logout-session-required'] || changes.backchannelLogoutUri === null) changes.backchannelLogoutSessionRequired = false;
+      if (v['dpop-bound'] && v['no-dpop-bound']) throw new CliError('give --dpop-bound or --no-dpop-bound, not both');
+      if (v['dpop-bound']) changes.dpopBound = true;
+      if (v['no-dpop-bound']) changes.dpopBound = false;
       if (Object.keys(changes).length === 0) throw new CliError('nothing to change (see the usage: latchkey help)');
       // the same rules as create
       const redirects = changes.redirectUris ?? client.redirectUris;

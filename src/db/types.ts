@@ -40,6 +40,7 @@ export interface ClientsTable {
   backchannel_logout_session_required: Generated<boolean>;
   require_par: Generated<boolean>;
   resource_servers: ColumnType<string[], string | undefined, string>;
+  dpop_bound_access_tokens: Generated<boolean>;
 }
 
 export type KeyState = 'next' | 'active' | 'retired' | 'revoked';
@@ -109,6 +110,11 @@ export interface ClientAssertionJtisTable {
   expires_at: Timestamp;
 }
 
+export interface DpopProofsTable {
+  jti_digest: string;
+  expires_at: Timestamp;
+}
+
 export interface AuditEventsTable {
   id: Generated<string>;
   at: Timestamp;
@@ -142,6 +148,8 @@ export interface RefreshFamiliesTable {
   access_expires_at: NullableTs;
   /** The family's status-list index (bigint, as text), carried by each of its access tokens. */
   status_idx: Generated<string>;
+  /** RFC 9449 §5: the proof key (JWK thumbprint) a public client's family is bound to. */
+  dpop_jkt: Generated<string | null>;
 }
 
 export interface RefreshTokensTable {
@@ -187,6 +195,7 @@ export interface Database {
   interactions: InteractionsTable;
   consents: ConsentsTable;
   client_assertion_jtis: ClientAssertionJtisTable;
+  dpop_proofs: DpopProofsTable;
   audit_events: AuditEventsTable;
   users: UsersTable;
   clients: ClientsTable;

@@ -5,7 +5,7 @@
 // revokes what the first issued (RFC 6749 §4.1.2).
 import crypto from 'node:crypto';
 import { sql } from 'kysely';
-import { InvalidGrant, InvalidRequest, InvalidTarget } from '../errors.js';
+import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidTarget } from '../errors.js';
 import { verifierMatches } from '../protocol/pkce.js';
 import { resolveAudience, userinfoAudience } from '../protocol/audience.js';
 import { signAccessToken } from '../tokens/access-token.js';
@@ -50,6 +50,8 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
   const offline = code.scopes.includes('offline_access');
   const wantsRefresh = client.grantTypes.includes('refresh_token') && (offline || client.refreshWithoutOffline);
   const resources = aud.filter((a) => a !== userinfoAudience(rt.config.issuer));
+  // RFC 9449 §5: a public client's refresh tokens are bound to the proof key (a confidential client's are sender-constrained by its authentication)
+  const dpopJkt = client.isPublic && ctx.dpop ? ctx.dpop.jkt : null;
   const rows = await rt.dbh.prepared<{ email: string; name: string | null; email_verified: boolean; created: string | number; status_idx: string | null }>(
     'latchkey_code_redeem',
     sql`
@@ -59,11 +61,11 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
       SELECT id, email, name, email_verified FROM users WHERE id = ${code.userId}::uuid AND NOT disabled
     ), fam AS (
       INSERT INTO refresh_families (id, user_id, client_id, scopes, resources, auth_time, session_sid, offline, code_digest,
-        created_at, last_used_at, idle_expires_at, absolute_expires_at, created_ip, created_user_agent, access_expires_at)
+        created_at, last_used_at, idle_expires_at, absolute_expires_at, created_ip, created_user_agent, access_expires_at, dpop_jkt)
       SELECT ${familyId}::uuid, u.id, ${client.clientId}::text, ${JSON.stringify(code.scopes)}::jsonb, ${JSON.stringify(resources)}::jsonb,
         ${code.authTime}::timestamptz, ${code.sessionSid}::text, ${offline}::boolean, ${code.codeDigest}::text,
         ${now}::timestamptz, ${now}::timestamptz, ${idle}::timestamptz, ${absolute}::timestamptz,
-        ${ctx.ip.slice(0, 64)}::text, ${ctx.userAgent?.slice(0, 256) ?? null}::text, ${new Date(exp * 1000)}::timestamptz
+        ${ctx.ip.slice(0, 64)}::text, ${ctx.userAgent?.slice(0, 256) ?? null}::text, ${new Date(exp * 1000)}::timestamptz, ${dpopJkt}::text
       FROM u WHERE NOT EXISTS (SELECT 1 FROM sess WHERE sess.ended_at IS NOT NULL)
       ON CONFLICT (code_digest) DO NOTHING
       RETURNING id, status_idx
@@ -111,6 +113,10 @@ export const authorizationCodeGrant: Grant = {
       if (await redeemed()) return replay();
       throw refused;
     }
+    // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof by that key (nothing is written otherwise)
+    if (code.dpopJkt && code.dpopJkt !== ctx.dpop?.jkt) {
+      throw new InvalidDpopProof(ctx.dpop ? 'the DPoP proof key is not the key the code is bound to (dpop_jkt)' : 'the code is bound to a DPoP key: send a DPoP proof');
+    }
     const openid = code.scopes.includes('openid');
     const aud = resolveAudience(client, ctx.resources, code.resources, openid, rt.config.issuer);
 
@@ -122,8 +128,8 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(code.authTime.getTime() / 1000);
-    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, statusIdx: row.status_idx!, userinfoClaims: code.userinfoClaims });
-    const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
+    const at = await signAccessToken(rt, { sub: code.userId, clientId: client.clientId, scope: code.scopes, aud, authTime, sid: code.sessionSid ?? undefined, familyId, iat, statusIdx: row.status_idx!, userinfoClaims: code.userinfoClaims, jkt: ctx.dpop?.jkt });
+    const response: TokenResponse = { access_token: at.token, token_type: ctx.dpop ? 'DPoP' : 'Bearer', expires_in: rt.config.accessTokenTtl, scope: code.scopes.join(' ') };
     if (refreshToken) response.refresh_token = refreshToken;
     if (openid) {
       const user = { id: code.userId, email: row.email, name: row.name, email_verified: row.email_verified } as User;

@@ -20,7 +20,7 @@ export const clientCredentialsGrant: Grant = {
     if (bad.length) throw new InvalidScope(`scope not allowed for this client: ${bad.join(' ')}`);
     const aud = resolveAudience(client, ctx.resources, undefined, false, rt.config.issuer);
     // one status index per client: revoking one of its tokens (or deleting it) revokes them all in the status lists
-    const at = await signAccessToken(rt, { sub: client.clientId, clientId: client.clientId, scope: scopes, aud, statusIdx: client.ccStatusIdx });
-    return { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' ') };
+    const at = await signAccessToken(rt, { sub: client.clientId, clientId: client.clientId, scope: scopes, aud, statusIdx: client.ccStatusIdx, jkt: ctx.dpop?.jkt });
+    return { access_token: at.token, token_type: ctx.dpop ? 'DPoP' : 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' ') };
   },
 };

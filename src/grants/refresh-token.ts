@@ -3,7 +3,7 @@
 // database: the first rotates, the second sees a consumed token. A consumed token presented again
 // (after the grace period) revokes its whole family.
 import type { SigningAlg } from '../config.js';
-import { InvalidGrant, InvalidRequest, InvalidScope } from '../errors.js';
+import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope } from '../errors.js';
 import { parseScope } from '../protocol/scopes.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
@@ -59,6 +59,8 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
         AND NOT u.disabled
         AND f.scopes @> ${JSON.stringify(requested)}::jsonb
         AND (jsonb_array_length(f.resources) = 0 OR f.resources @> ${JSON.stringify(ctx.resources)}::jsonb)
+        -- RFC 9449 §5: a bound family rotates only with a proof by its key
+        AND (f.dpop_jkt IS NULL OR f.dpop_jkt = ${ctx.dpop?.jkt ?? ''}::text)
       RETURNING t.family_id
     ), successor AS (
       INSERT INTO refresh_tokens (token_digest, family_id, created_at)
@@ -81,8 +83,8 @@ async function rotateFast(ctx: GrantContext, tokenDigest: string, requested: str
   const openid = scopes.includes('openid');
   const aud = resolveAudience(client, ctx.resources, row.resources, openid, rt.config.issuer);
   const authTime = Math.floor(new Date(row.auth_time).getTime() / 1000);
-  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx });
-  const response: TokenResponse = { access_token: at.token, token_type: 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' '), refresh_token: next };
+  const at = await signAccessToken(rt, { sub: row.user_id, clientId: client.clientId, scope: scopes, aud, authTime, sid: row.session_sid ?? undefined, familyId: row.id, iat, statusIdx: row.status_idx, jkt: ctx.dpop?.jkt });
+  const response: TokenResponse = { access_token: at.token, token_type: ctx.dpop ? 'DPoP' : 'Bearer', expires_in: rt.config.accessTokenTtl, scope: scopes.join(' '), refresh_token: next };
   if (openid) {
     const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified } as User;
     response.id_token = await signIdToken(rt, { clientId: client.clientId, alg: client.idTokenAlg as SigningAlg, user, scopes, authTime, sid: row.session_sid, accessToken: at.token });
@@ -116,6 +118,10 @@ export const refreshTokenGrant: Grant = {
       const family = await trx.selectFrom('refresh_families').selectAll().where('id', '=', token.family_id).forUpdate().executeTakeFirstOrThrow();
       // presented by another client: refused, and nothing changes
       if (family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
+      // bound to a DPoP key (RFC 9449 §5): without a proof by that key nothing changes, not even reuse detection
+      if (family.dpop_jkt && family.dpop_jkt !== ctx.dpop?.jkt) {
+        throw new InvalidDpopProof(ctx.dpop ? 'the DPoP proof key is not the key the refresh token is bound to' : 'the refresh token is bound to a DPoP key: send a DPoP proof');
+      }
       if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
       if (token.consumed_at) {
         const grace = rt.config.refreshReuseGraceSeconds * 1000;
@@ -138,7 +144,7 @@ export const refreshTokenGrant: Grant = {
       const aud = resolveAudience(client, ctx.resources, family.resources, openid, rt.config.issuer);
 
       const authTime = Math.floor(family.auth_time.getTime() / 1000);
-      const at = await signAccessToken(rt, { sub: user.id, clientId: client.clientId, scope: scopes, aud, authTime, sid: family.session_sid ?? undefined, familyId: family.id, statusIdx: family.status_idx });
+      const at = await signAccessToken(rt, { sub: user.id, clientId: client.clientId, scope: scopes, aud, authTime, sid: family.session_sid ?? undefined, familyId: family.id, statusIdx: family.status_idx, jkt: ctx.dpop?.jkt });
       const next = await insertRefreshToken(trx, family.id, now);
       const consumed = await trx
         .updateTable('refresh_tokens')
@@ -158,7 +164,7 @@ export const refreshTokenGrant: Grant = {
         .execute();
       const response: TokenResponse = {
         access_token: at.token,
-        token_type: 'Bearer',
+        token_type: ctx.dpop ? 'DPoP' : 'Bearer',
         expires_in: rt.config.accessTokenTtl,
         scope: scopes.join(' '),
         refresh_token: next.token,

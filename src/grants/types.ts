@@ -4,7 +4,7 @@ import type { Runtime } from '../runtime.js';
 
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer';
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope: string;
   refresh_token?: string;
@@ -19,6 +19,8 @@ export interface GrantContext {
   /** RFC 8707 resource parameters (may repeat). */
   resources: string[];
   ip: string;
+  /** The request's DPoP proof (RFC 9449), checked and recorded: its key's thumbprint. */
+  dpop?: { jkt: string };
   userAgent?: string;
   /** Bring this replica's denylist view up to date after a revocation committed. */
   afterRevocation(): Promise<void>;

@@ -68,6 +68,7 @@ export function codeResponse(svc: Services, request: AuthorizationRequest, sessi
         sessionSid: session.sid,
         idTokenClaims: requestedUserClaims(request.claims, 'id_token'),
         userinfoClaims: requestedUserClaims(request.claims, 'userinfo'),
+        ...(request.dpopJkt ? { dpopJkt: request.dpopJkt } : {}),
       },
       svc.now(),
       svc.config.codeTtl,

@@ -10,6 +10,7 @@ import { cookieNames, type CookieNames } from './browser.js';
 import { recordAudit, type AuditEvent } from '../store/audit.js';
 import type { DenylistView } from '../tokens/denylist-view.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
+import { DpopNonces } from '../protocol/dpop.js';
 
 export interface Services {
   rt: Runtime;
@@ -25,6 +26,8 @@ export interface Services {
   audit(req: FastifyRequest, e: AuditEvent): Promise<void>;
   now(): Date;
   denylist: DenylistView;
+  /** DPoP server nonces (RFC 9449 §8), the same at every replica. */
+  dpopNonces: DpopNonces;
 }
 
 export function createServices(rt: Runtime, caches: { clients: ClientCache; users: UserCache; sessions: SessionCache }, limits: FailureLimits, denylist: DenylistView): Services {
@@ -44,5 +47,6 @@ export function createServices(rt: Runtime, caches: { clients: ClientCache; user
     },
     now: () => new Date(rt.clock.now()),
     denylist,
+    dpopNonces: new DpopNonces(rt.dpopNonceSecret, rt.config.dpopNonceSeconds, () => rt.clock.now()),
   };
 }

@@ -8,6 +8,7 @@ import { isValidChallenge } from './pkce.js';
 import { parseScope } from './scopes.js';
 import { parseClaimsRequest, unmetEssentialAcr, type ClaimsRequest } from './claims-request.js';
 import { UnmetAuthenticationRequirements } from '../errors.js';
+import { JKT_PATTERN } from './dpop.js';
 
 export type ResponseMode = 'query' | 'form_post';
 export const RESPONSE_MODES: ResponseMode[] = ['query', 'form_post'];
@@ -31,6 +32,8 @@ export interface AuthorizationRequest {
   acrValues: string[];
   /** The first of ui_locales we have a translation for (OIDC Core §3.1.2.1); 'en' otherwise. */
   uiLocale: string;
+  /** RFC 9449 §10: the code is bound to this DPoP key (JWK SHA-256 thumbprint). */
+  dpopJkt?: string;
 }
 
 export type RawParams = Record<string, string | string[] | undefined>;
@@ -237,6 +240,9 @@ export async function validateAuthorizationRequest(outer: RawParams, opts: Valid
   const uiLocales = (single(params, 'ui_locales') ?? '').split(' ').filter(Boolean);
   const uiLocale = uiLocales.map((l) => l.toLowerCase().split('-')[0]!).find((l) => UI_LOCALES.includes(l)) ?? 'en';
 
+  const dpopJkt = single(params, 'dpop_jkt');
+  if (dpopJkt !== undefined && !JKT_PATTERN.test(dpopJkt)) fail(new InvalidRequest('dpop_jkt must be a JWK SHA-256 thumbprint, base64url (RFC 9449 §10)'));
+
   const nonce = single(params, 'nonce');
   const loginHint = single(params, 'login_hint');
   return {
@@ -258,6 +264,7 @@ export async function validateAuthorizationRequest(outer: RawParams, opts: Valid
       ...(claims ? { claims } : {}),
       acrValues,
       uiLocale,
+      ...(dpopJkt ? { dpopJkt } : {}),
     },
   };
 }

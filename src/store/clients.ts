@@ -31,6 +31,8 @@ export interface Client {
   requirePar: boolean;
   /** The audiences this client serves as a resource server: it may introspect their tokens. */
   resourceServers: string[];
+  /** RFC 9449 §5.2 dpop_bound_access_tokens: token requests without a DPoP proof are refused. */
+  dpopBound: boolean;
 }
 
 export function toClient(row: ClientRow): Client {
@@ -57,6 +59,7 @@ export function toClient(row: ClientRow): Client {
     backchannelLogoutSessionRequired: row.backchannel_logout_session_required,
     requirePar: row.require_par,
     resourceServers: row.resource_servers,
+    dpopBound: row.dpop_bound_access_tokens,
   };
 }
 
@@ -81,6 +84,7 @@ export interface NewClient {
   backchannelLogoutSessionRequired?: boolean;
   requirePar?: boolean;
   resourceServers?: string[];
+  dpopBound?: boolean;
 }
 
 export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date): Promise<Client> {
@@ -107,6 +111,7 @@ export async function insertClient(db: Kysely<Database>, c: NewClient, at: Date)
       backchannel_logout_session_required: c.backchannelLogoutSessionRequired ?? false,
       require_par: c.requirePar ?? false,
       resource_servers: JSON.stringify(c.resourceServers ?? []),
+      dpop_bound_access_tokens: c.dpopBound ?? false,
       created_at: at,
       updated_at: at,
     })
@@ -131,6 +136,7 @@ export interface ClientChanges {
   postLogoutRedirectUris?: string[];
   backchannelLogoutUri?: string | null;
   backchannelLogoutSessionRequired?: boolean;
+  dpopBound?: boolean;
 }
 
 export async function updateClient(db: Kysely<Database>, clientId: string, c: ClientChanges, at: Date): Promise<Client | undefined> {
@@ -142,6 +148,7 @@ export async function updateClient(db: Kysely<Database>, clientId: string, c: Cl
       ...(c.postLogoutRedirectUris !== undefined ? { post_logout_redirect_uris: JSON.stringify(c.postLogoutRedirectUris) } : {}),
       ...(c.backchannelLogoutUri !== undefined ? { backchannel_logout_uri: c.backchannelLogoutUri } : {}),
       ...(c.backchannelLogoutSessionRequired !== undefined ? { backchannel_logout_session_required: c.backchannelLogoutSessionRequired } : {}),
+      ...(c.dpopBound !== undefined ? { dpop_bound_access_tokens: c.dpopBound } : {}),
       updated_at: at,
     })
     .where('client_id', '=', clientId)
@@ -176,6 +183,7 @@ export function publicClient(c: Client): Record<string, unknown> {
     backchannel_logout_uri: c.backchannelLogoutUri,
     backchannel_logout_session_required: c.backchannelLogoutSessionRequired,
     require_par: c.requirePar,
+    dpop_bound_access_tokens: c.dpopBound,
     jwks_kids: c.jwks ? c.jwks.keys.map((k) => k.kid ?? null) : [],
     created_at: c.createdAt.toISOString(),
   };

@@ -28,6 +28,7 @@ const TARGETS: Target[] = [
   { table: 'denylist', key: 'jti', where: (now) => sql`expires_at < ${new Date(now.getTime() - DENYLIST_RETENTION_SECONDS * 1000)}` },
   { table: 'interactions', key: 'id_digest', where: (now) => sql`expires_at < ${now}` },
   { table: 'client_assertion_jtis', key: 'jti', where: (now) => sql`expires_at < ${now}` },
+  { table: 'dpop_proofs', key: 'jti_digest', where: (now) => sql`expires_at < ${now}` },
   { table: 'login_sessions', key: 'id_digest', where: (now) => sql`absolute_expires_at < ${new Date(now.getTime() - DAY)} OR ended_at < ${new Date(now.getTime() - DAY)}` },
   // Back-Channel Logout notices: an hour after delivery (for `logout-notices list`), failed ones after 30 days
   { table: 'logout_notices', key: 'id', where: (now) => sql`delivered_at < ${new Date(now.getTime() - 3_600_000)} OR failed_at < ${new Date(now.getTime() - 30 * DAY)}` },

@@ -24,6 +24,8 @@ export interface AccessTokenInput {
   statusIdx: number | string;
   /** User claims asked for by name for /userinfo (OIDC Core §5.5 `claims`). */
   userinfoClaims?: string[];
+  /** RFC 9449 §6: the DPoP proof key's thumbprint the token is bound to (cnf.jkt). */
+  jkt?: string;
 }
 
 export interface IssuedAccessToken {
@@ -48,6 +50,7 @@ export interface AccessTokenClaims extends JWTPayload {
   fid?: string;
   status?: { status_list: { idx: number; uri: string } };
   userinfo_claims?: string[];
+  cnf?: { jkt?: string };
 }
 
 export interface TokenDeps {
@@ -90,6 +93,7 @@ export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput):
   if (input.familyId) claims.fid = input.familyId;
   claims.status = statusClaim(config.issuer, input.statusIdx);
   if (input.userinfoClaims?.length) claims.userinfo_claims = input.userinfoClaims;
+  if (input.jkt) claims.cnf = { jkt: input.jkt };
   const token = await signJwt(claims, { alg: key.alg, kid: key.kid, typ: 'at+jwt' }, key.privateKey);
   return { token, jti, exp, iat, kid: key.kid };
 }

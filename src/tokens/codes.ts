@@ -33,6 +33,8 @@ export interface CodeGrant {
   idTokenClaims?: string[];
   /** User claims asked for by name for /userinfo. */
   userinfoClaims?: string[];
+  /** RFC 9449 §10: the DPoP key the code is bound to. */
+  dpopJkt?: string;
 }
 
 export interface OpenedCode extends Omit<CodeGrant, 'redirectUri'> {
@@ -57,6 +59,7 @@ interface Sealed {
   exp: number;
   ic?: string[];
   uc?: string[];
+  jkt?: string;
 }
 
 export class CodeTooLarge extends Error {
@@ -80,6 +83,7 @@ export function sealCode(key: Buffer, grant: CodeGrant, at: Date, ttl: number): 
   };
   if (grant.idTokenClaims?.length) payload.ic = grant.idTokenClaims;
   if (grant.userinfoClaims?.length) payload.uc = grant.userinfoClaims;
+  if (grant.dpopJkt) payload.jkt = grant.dpopJkt;
   const salt = randomBytes(16);
   const iv = randomBytes(12);
   const cipher = crypto.createCipheriv('aes-256-gcm', codeKey(key, salt), iv);
@@ -124,6 +128,7 @@ export function openCode(key: Buffer, code: string): OpenedCode | undefined {
     sessionSid: payload.sid,
     idTokenClaims: payload.ic ?? [],
     userinfoClaims: payload.uc ?? [],
+    ...(payload.jkt ? { dpopJkt: payload.jkt } : {}),
     expiresAt: new Date(payload.exp),
   };
 }

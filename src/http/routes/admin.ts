@@ -3,7 +3,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { InsufficientScope, InvalidRequest, InvalidToken, NotFound, OAuthError } from '../../errors.js';
-import { verifyAccessToken } from '../../tokens/access-token.js';
 import { ADMIN_SCOPE } from '../../protocol/scopes.js';
 import { findUserByIdOrEmail, isUuid, publicUser } from '../../store/users.js';
 import { listFamilies } from '../../store/refresh-families.js';
@@ -13,7 +12,9 @@ import { findClient, listClients, publicClient } from '../../store/clients.js';
 import { listNotices } from '../../store/logout-outbox.js';
 import { changePassword, disableUser, enableUser, logoutEverywhere, revokeClientFamilies, revokeSession } from '../../accounts/lifecycle.js';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../accounts/passwords.js';
-import { bearerToken, type AccessTokenGuard } from './userinfo.js';
+import type { AccessTokenGuard } from './userinfo.js';
+import { presentedToken, verifyPresentedToken } from '../dpop.js';
+import { DPOP_CHALLENGE_ALGS } from '../../errors.js';
 import { KeyLifecycleError, listKeys, revokeKey, rotateKeys } from '../../keys/rotation.js';
 import type { Services } from '../services.js';
 
@@ -50,17 +51,16 @@ export function registerAdmin(app: FastifyInstance, svc: Services, guard: Access
 
   app.register(async (admin) => {
     admin.addHook('onRequest', async (req, reply) => {
-      const token = bearerToken(req);
-      if (!token) {
+      const presented = presentedToken(req);
+      if (!presented) {
         // RFC 6750 §3.1: no error code when the request carried no token at all
         return reply
           .code(401)
-          .header('www-authenticate', `Bearer realm="latchkey", scope="${ADMIN_SCOPE}"`)
+          .header('www-authenticate', `Bearer realm="latchkey", scope="${ADMIN_SCOPE}", DPoP algs="${DPOP_CHALLENGE_ALGS}"`)
           .header('cache-control', 'no-store')
           .send({ error: 'invalid_token', error_description: 'an admin access token is required' });
       }
-      const { claims } = await verifyAccessToken(svc.rt, token, { audience });
-      await guard.assertNotRevoked(claims);
+      const claims = await verifyPresentedToken(svc, req, presented, { audience, guard });
       if (!(claims.scope ?? '').split(' ').includes(ADMIN_SCOPE)) throw new InsufficientScope('the latchkey:admin scope is required', ADMIN_SCOPE);
       const client = await svc.clients.get(claims.client_id);
       if (!client || !client.isAdmin) throw new InsufficientScope('the client is not an admin client', ADMIN_SCOPE);

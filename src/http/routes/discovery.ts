@@ -5,6 +5,7 @@ import type { Config } from '../../config.js';
 import { DISPLAY_VALUES, RESPONSE_MODES, UI_LOCALES } from '../../protocol/authorization-request.js';
 import { REQUEST_OBJECT_ALGS } from '../../protocol/request-object.js';
 import { SUPPORTED_ACR_VALUES } from '../../protocol/acr.js';
+import { DPOP_ALGS } from '../../protocol/dpop.js';
 
 export interface Capabilities {
   authorization: boolean;
@@ -62,6 +63,8 @@ export function buildMetadata(config: Config, caps: Capabilities): Record<string
     m.token_endpoint_auth_methods_supported = caps.tokenAuthMethods;
     if (caps.tokenAuthMethods.includes('private_key_jwt')) m.token_endpoint_auth_signing_alg_values_supported = caps.tokenAuthSigningAlgs;
   }
+  // RFC 9449 §5.1: DPoP at /token (and /par), and at /userinfo and the admin API
+  if (caps.token) m.dpop_signing_alg_values_supported = DPOP_ALGS;
   if (caps.revocation) m.revocation_endpoint_auth_methods_supported = caps.tokenAuthMethods;
   if (caps.introspection) m.introspection_endpoint_auth_methods_supported = caps.tokenAuthMethods.filter((x) => x !== 'none');
   if (caps.claims.length) m.claims_supported = caps.claims;

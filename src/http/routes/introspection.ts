@@ -48,7 +48,8 @@ export function registerIntrospection(app: FastifyInstance, svc: Services, guard
       }
       return {
         active: true,
-        token_type: 'Bearer',
+        // RFC 9449 §6.2: a DPoP-bound token's key, for the resource server to check the proof against
+        token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer',
         scope: claims.scope ?? '',
         client_id: claims.client_id,
         sub: claims.sub,
@@ -58,6 +59,7 @@ export function registerIntrospection(app: FastifyInstance, svc: Services, guard
         iat: claims.iat,
         jti: claims.jti,
         ...(claims.auth_time !== undefined ? { auth_time: claims.auth_time } : {}),
+        ...(claims.cnf?.jkt ? { cnf: { jkt: claims.cnf.jkt } } : {}),
       };
     }
 

@@ -1,7 +1,7 @@
 // /userinfo (OIDC Core §5.3): a Bearer access token meant for this endpoint (aud), from a user.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
-import { verifyAccessToken } from '../../tokens/access-token.js';
+import { DPOP_CHALLENGE_ALGS, InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
+import { presentedToken, verifyPresentedToken, type PresentedToken } from '../dpop.js';
 import { userClaims } from '../../tokens/id-token.js';
 import { REQUESTABLE_USER_CLAIMS } from '../../protocol/claims-request.js';
 import { isUuid } from '../../store/users.js';
@@ -25,24 +25,23 @@ export function bearerToken(req: FastifyRequest): string | undefined {
 export function registerUserinfo(app: FastifyInstance, svc: Services, guard: AccessTokenGuard): void {
   const audience = userinfoAudience(svc.config.issuer);
   const renderError = (err: OAuthError, _req: FastifyRequest, reply: FastifyReply) => {
-    const headers = err instanceof InvalidToken ? err.headers : { 'www-authenticate': `Bearer realm="latchkey", error="${err.error}"` };
+    const headers = err.headers['www-authenticate'] ? err.headers : { ...err.headers, 'www-authenticate': `Bearer realm="latchkey", error="${err.error}"` };
     return reply.code(err.statusCode).headers(headers).header('cache-control', 'no-store').send(err.toJSON());
   };
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
-    let token = bearerToken(req);
+    let presented: PresentedToken | undefined = presentedToken(req);
     const body = req.body as Record<string, unknown> | undefined;
     if (req.method === 'POST' && body && typeof body.access_token === 'string') {
-      if (token) throw new InvalidRequest('the token was sent in more than one way');
-      token = body.access_token; // RFC 6750 §2.2
+      if (presented) throw new InvalidRequest('the token was sent in more than one way');
+      presented = { scheme: 'bearer', token: body.access_token }; // RFC 6750 §2.2
     }
-    if (!token) {
-      // RFC 6750 §3.1: no error code when the request carried no token at all
-      reply.code(401).header('www-authenticate', 'Bearer realm="latchkey"');
+    if (!presented) {
+      // RFC 6750 §3.1: no error code when the request carried no token at all; both schemes are offered (RFC 9449 §7.1)
+      reply.code(401).header('www-authenticate', `Bearer realm="latchkey", DPoP algs="${DPOP_CHALLENGE_ALGS}"`);
       return { error: 'invalid_token', error_description: 'an access token is required' };
     }
-    const { claims } = await verifyAccessToken(svc.rt, token, { audience });
-    await guard.assertNotRevoked(claims);
+    const claims = await verifyPresentedToken(svc, req, presented, { audience, guard });
     const scopes = (claims.scope ?? '').split(' ');
     if (!scopes.includes('openid')) throw new InvalidToken('the access token was not granted openid');
     if (!isUuid(claims.sub)) throw new InvalidToken('the access token has no user');

@@ -1,0 +1,168 @@
+// DPoP proofs (RFC 9449 §4.3), framework-free: one proof JWT checked against the request it came
+// with. jose verifies the signature with the public key the proof carries (EmbeddedJWK refuses a
+// private or symmetric key); everything the RFC adds — typ, the algorithm list, htm, htu, iat
+// window, ath, nonce — is checked here. Whether the jti was seen before is the caller's question
+// (src/store/dpop-proofs.ts), asked only once every other check has passed, so a bad proof writes
+// nothing.
+import crypto from 'node:crypto';
+import { EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
+import { InvalidDpopProof, UseDpopNonce } from '../errors.js';
+
+/**
+ * RFC 9449 §5.1 dpop_signing_alg_values_supported: asymmetric only. Ed25519 is RFC 9864's
+ * fully-specified name for EdDSA over Ed25519, which current clients (oauth4webapi, openid-client)
+ * put in proofs by default.
+ */
+export const DPOP_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'] as const;
+/** Seconds a proof is accepted after its iat (plus the clock leeway either side). */
+export const DPOP_PROOF_WINDOW = 60;
+const MAX_PROOF_LENGTH = 8192;
+const MAX_JTI_LENGTH = 256;
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** An RFC 7638 SHA-256 thumbprint, base64url (RFC 9449 §10 dpop_jkt, §6.1 cnf.jkt). */
+export const JKT_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+export interface ProofRequest {
+  /** The request's method (htm). */
+  method: string;
+  /** The endpoint's URL as the client addressed it, without query or fragment (htu). */
+  url: string;
+  /** Milliseconds since the epoch. */
+  now: number;
+  /** Seconds of clock leeway (CLOCK_LEEWAY_SECONDS). */
+  leeway: number;
+  /** At a resource endpoint: the access token the proof must be bound to (ath). */
+  accessToken?: string;
+  /** Server nonces (§8), when this endpoint requires one. */
+  nonces?: { accept(nonce: string): boolean; current(): string };
+  /** Errors as at a resource endpoint (401 with a DPoP challenge) rather than 400. */
+  atResource?: boolean;
+}
+
+export interface VerifiedProof {
+  /** The proof key's RFC 7638 SHA-256 thumbprint. */
+  jkt: string;
+  /** The key under which the proof's jti is recorded as used (per proof key). */
+  replayKey: string;
+  /** Seconds since the epoch until which the proof could still be accepted (the replay entry's life). */
+  freshUntil: number;
+}
+
+/** The request's DPoP header: undefined when absent, a proof string, or an error when repeated. */
+export function dpopHeader(value: string | string[] | undefined, atResource = false): string | undefined {
+  if (value === undefined) return undefined;
+  // node joins repeated headers with ", " (a compact JWS has no comma); an array never arrives for it, but is refused too
+  if (Array.isArray(value) || value.includes(',')) throw new InvalidDpopProof('exactly one DPoP header is allowed', atResource);
+  return value;
+}
+
+/** base64url(SHA-256(token)): the `ath` of a proof sent with `token` (RFC 9449 §4.2). */
+export function accessTokenHash(token: string): string {
+  return crypto.createHash('sha256').update(token, 'ascii').digest('base64url');
+}
+
+function withoutQuery(url: string): string | undefined {
+  if (!URL.canParse(url)) return undefined;
+  const u = new URL(url);
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+export async function verifyDpopProof(proof: string, req: ProofRequest): Promise<VerifiedProof> {
+  const fail = (d: string): never => {
+    throw new InvalidDpopProof(d, req.atResource);
+  };
+  if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) fail('the DPoP proof is not a compact JWT');
+  let header;
+  try {
+    header = decodeProtectedHeader(proof);
+  } catch {
+    return fail('the DPoP proof header is malformed');
+  }
+  if (header.typ !== 'dpop+jwt') fail('the DPoP proof must have typ dpop+jwt');
+  if (typeof header.alg !== 'string' || !(DPOP_ALGS as readonly string[]).includes(header.alg)) fail(`the DPoP proof algorithm must be one of ${DPOP_ALGS.join(', ')}`);
+  const jwk = header.jwk as JWK | undefined;
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) fail('the DPoP proof must carry its public key in jwk');
+  if (PRIVATE_MEMBERS.some((m) => m in jwk!)) fail('the DPoP proof jwk must be a public key');
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+      algorithms: [header.alg!],
+      typ: 'dpop+jwt',
+      requiredClaims: ['jti', 'htm', 'htu', 'iat'],
+      currentDate: new Date(req.now),
+      clockTolerance: req.leeway,
+    }));
+  } catch {
+    return fail('the DPoP proof signature or claims are invalid');
+  }
+  const nowSec = req.now / 1000;
+  if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH) fail('the DPoP proof jti is malformed');
+  if (payload.htm !== req.method) fail('the DPoP proof htm does not match the request method');
+  const htu = typeof payload.htu === 'string' ? withoutQuery(payload.htu) : undefined;
+  if (!htu || htu !== withoutQuery(req.url)) fail('the DPoP proof htu does not match the request URL');
+  const iat = payload.iat!;
+  if (iat > nowSec + req.leeway) fail('the DPoP proof was issued in the future');
+  if (iat < nowSec - DPOP_PROOF_WINDOW - req.leeway) fail('the DPoP proof is too old');
+  if (req.accessToken !== undefined) {
+    if (typeof payload.ath !== 'string') fail('the DPoP proof must carry ath');
+    const expected = Buffer.from(accessTokenHash(req.accessToken));
+    const got = Buffer.from(payload.ath as string);
+    if (got.length !== expected.length || !crypto.timingSafeEqual(got, expected)) fail('the DPoP proof ath does not match the access token');
+  }
+  if (req.nonces) {
+    const nonce = payload.nonce;
+    if (typeof nonce !== 'string' || !req.nonces.accept(nonce)) {
+      throw new UseDpopNonce(req.nonces.current(), typeof nonce === 'string' ? 'the DPoP nonce has expired' : 'the DPoP proof must carry the server nonce', req.atResource);
+    }
+  }
+  const jkt = await calculateJwkThumbprint(jwk!, 'sha256');
+  return {
+    jkt,
+    replayKey: crypto.createHash('sha256').update(`${jkt}:${payload.jti as string}`).digest('base64url'),
+    freshUntil: Math.ceil(iat + DPOP_PROOF_WINDOW + req.leeway),
+  };
+}
+
+/**
+ * Server nonces (RFC 9449 §8) without shared state: a nonce is a time window's number and an HMAC
+ * of it under a server secret every replica holds, so any replica accepts any current nonce (this
+ * window, the one before and the one after, for clock skew) with no write.
+ */
+export class DpopNonces {
+  private cached?: { window: number; nonce: string };
+  constructor(
+    private readonly secret: Buffer,
+    private readonly periodSeconds: number,
+    private readonly now: () => number,
+  ) {}
+
+  private windowAt(ms: number): number {
+    return Math.floor(ms / 1000 / this.periodSeconds);
+  }
+
+  private forWindow(window: number): string {
+    const w = Buffer.alloc(4);
+    w.writeUInt32BE(window >>> 0);
+    const mac = crypto.createHmac('sha256', this.secret).update('latchkey:dpop-nonce:v1:').update(w).digest().subarray(0, 16);
+    return Buffer.concat([w, mac]).toString('base64url');
+  }
+
+  current(): string {
+    const window = this.windowAt(this.now());
+    if (this.cached?.window !== window) this.cached = { window, nonce: this.forWindow(window) };
+    return this.cached.nonce;
+  }
+
+  accept(nonce: string): boolean {
+    if (nonce.length !== 27) return false;
+    const raw = Buffer.from(nonce, 'base64url');
+    if (raw.length !== 20 || raw.toString('base64url') !== nonce) return false;
+    const window = raw.readUInt32BE(0);
+    const current = this.windowAt(this.now()) >>> 0;
+    if (Math.abs(window - current) > 1) return false;
+    const expected = Buffer.from(this.forWindow(window), 'base64url');
+    return crypto.timingSafeEqual(raw, expected);
+  }
+}
