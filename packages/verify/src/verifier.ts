@@ -1,7 +1,8 @@
 // createVerifier: an RFC 9068 access token, verified with jose against the issuer's JWKS with pinned
 // algorithms, then (when it carries one) checked against its Token Status List.
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwksCache, jwtVerify, type ExportedJWKSCache, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { InsufficientScope, InvalidToken, type VerifyReason } from './errors.js';
+import { checkDpopProof, MemoryReplayStore, ReplayCacheFull, type DpopRequest, type ReplayStore } from './dpop.js';
+import { DEFAULT_DPOP_ALGORITHMS, InsufficientScope, InvalidDpopProof, InvalidToken, type Challenge, type VerifyReason } from './errors.js';
 import { StatusListCache, StatusUnavailable, STATUS_SUSPENDED, statusAt, type LogEntry, type LogFn } from './status-list.js';
 
 export interface VerifierOptions {
@@ -36,6 +37,17 @@ export interface VerifierOptions {
   fetchTimeout?: number;
   /** Milliseconds between two attempts to fetch a list that failed. Default 1000. */
   retryInterval?: number;
+  /** Algorithms accepted for DPoP proofs (RFC 9449). Default `['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256']` (Ed25519: RFC 9864's name for EdDSA over Ed25519, which openid-client puts in its proofs); `none` and `HS*` are refused. */
+  dpopAlgorithms?: string[];
+  /** Seconds a DPoP proof is accepted after its `iat` (plus `clockTolerance`). Default 60. */
+  dpopMaxAge?: number;
+  /** How many proof `jti` the in-memory replay cache holds (each for `dpopMaxAge + clockTolerance` s); when full of live ones, proofs are refused. Default 100000. */
+  dpopReplayCacheSize?: number;
+  /**
+   * Where proof `jti` are remembered, instead of this process's memory: several instances of a
+   * resource server behind one URL must share one, or a proof can be replayed at another instance.
+   */
+  replayStore?: ReplayStore;
 }
 
 export interface StatusReference {
@@ -53,16 +65,25 @@ export interface AccessTokenClaims extends JWTPayload {
   client_id: string;
   scope?: string;
   status?: StatusReference;
+  /** RFC 9449 §6.1: a DPoP-bound token carries the thumbprint of its key. */
+  cnf?: { jkt?: string; [member: string]: unknown };
 }
 
 export interface VerifyOptions {
   /** Scopes the token must all carry; otherwise InsufficientScope (403). */
   scope?: string | string[];
+  /**
+   * The token came with the DPoP scheme (`Authorization: DPoP <token>`): the request's proof,
+   * method and URL. Without it the token came as a bearer token, and a DPoP-bound one is refused.
+   */
+  dpop?: DpopRequest;
 }
 
 export interface Verifier {
-  /** The token's claims, or a VerifyError (InvalidToken, InsufficientScope). */
+  /** The token's claims, or a VerifyError (InvalidToken, InvalidDpopProof, InsufficientScope). */
   verify(token: string, options?: VerifyOptions): Promise<AccessTokenClaims>;
+  /** The DPoP proof algorithms accepted, for the `algs` of DPoP challenges (absent: the defaults). */
+  readonly dpopAlgorithms?: readonly string[];
 }
 
 const defaultLog: LogFn = (entry: LogEntry) => {
@@ -87,6 +108,17 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const log = options.onLog ?? defaultLog;
   const fetchTimeout = options.fetchTimeout ?? 5000;
   const issuerOrigin = new URL(issuer).origin;
+  const dpopAlgorithms = Object.freeze([...(options.dpopAlgorithms ?? DEFAULT_DPOP_ALGORITHMS)]);
+  if (dpopAlgorithms.length === 0 || dpopAlgorithms.some((a) => typeof a !== 'string' || a === 'none' || a.startsWith('HS'))) throw new TypeError('dpopAlgorithms must name asymmetric signature algorithms');
+  const dpopMaxAge = options.dpopMaxAge ?? 60;
+  if (!(dpopMaxAge > 0)) throw new TypeError('dpopMaxAge must be a number of seconds > 0');
+  const replayCacheSize = options.dpopReplayCacheSize ?? 100_000;
+  if (!Number.isSafeInteger(replayCacheSize) || replayCacheSize < 1) throw new TypeError('dpopReplayCacheSize must be an integer ≥ 1');
+  if (options.replayStore !== undefined && typeof options.replayStore?.seen !== 'function') throw new TypeError('replayStore must have a seen(jti, expiresAt) method');
+  const replayStore: ReplayStore = options.replayStore ?? new MemoryReplayStore(replayCacheSize, now);
+  const dpopPolicy = { algorithms: dpopAlgorithms, maxAge: dpopMaxAge, clockTolerance, now };
+  const BEARER: Challenge = { scheme: 'Bearer' };
+  const DPOP: Challenge = { scheme: 'DPoP', algs: dpopAlgorithms };
 
   const jwksMaxAge = options.jwksMaxAge ?? 60;
   if (!(jwksMaxAge >= 0)) throw new TypeError('jwksMaxAge must be a number of seconds ≥ 0');
@@ -110,39 +142,61 @@ export function createVerifier(options: VerifierOptions): Verifier {
     log,
   });
 
-  async function checkStatus(claims: AccessTokenClaims): Promise<void> {
+  async function checkStatus(claims: AccessTokenClaims, ch: Challenge): Promise<void> {
+    const bad = (reason: VerifyReason, description: string) => new InvalidToken(reason, description, ch);
     const status = claims.status as unknown;
     const ref = status && typeof status === 'object' ? (status as { status_list?: unknown }).status_list : undefined;
     if (ref === undefined) {
-      if (requireStatus) throw new InvalidToken('status_missing', 'the token carries no status reference');
+      if (requireStatus) throw bad('status_missing', 'the token carries no status reference');
       return;
     }
     const { idx, uri } = (ref ?? {}) as { idx?: unknown; uri?: unknown };
-    if (typeof idx !== 'number' || !Number.isSafeInteger(idx) || idx < 0 || typeof uri !== 'string') throw new InvalidToken('claims', 'the status claim is malformed');
+    if (typeof idx !== 'number' || !Number.isSafeInteger(idx) || idx < 0 || typeof uri !== 'string') throw bad('claims', 'the status claim is malformed');
     // the list must come from the issuer: a token's claim never sends us to another host
     let u: URL;
     try {
       u = new URL(uri);
     } catch {
-      throw new InvalidToken('status_uri', 'the status list uri is not a URL');
+      throw bad('status_uri', 'the status list uri is not a URL');
     }
-    if (u.origin !== issuerOrigin || u.username || u.password || u.hash) throw new InvalidToken('status_uri', "the status list uri is not on the issuer's origin");
+    if (u.origin !== issuerOrigin || u.username || u.password || u.hash) throw bad('status_uri', "the status list uri is not on the issuer's origin");
     let list;
     try {
       list = await lists.get(uri);
     } catch (err) {
-      if (err instanceof StatusUnavailable) throw new InvalidToken('status_unavailable', 'the token status cannot be checked');
+      if (err instanceof StatusUnavailable) throw bad('status_unavailable', 'the token status cannot be checked');
       throw err;
     }
     const value = statusAt(list, idx);
-    if (value === undefined) throw new InvalidToken('status_index', 'the status list has no such index');
-    if (value === STATUS_SUSPENDED) throw new InvalidToken('suspended', 'the token is suspended');
-    if (value !== 0) throw new InvalidToken('revoked', 'the token has been revoked');
+    if (value === undefined) throw bad('status_index', 'the status list has no such index');
+    if (value === STATUS_SUSPENDED) throw bad('suspended', 'the token is suspended');
+    if (value !== 0) throw bad('revoked', 'the token has been revoked');
+  }
+
+  /** RFC 9449 §11.1: a proof's jti is recorded once every other check passed, so only an accepted request uses it up. */
+  async function recordProof(jti: string, expiresAt: number): Promise<void> {
+    let seen: boolean;
+    try {
+      seen = await replayStore.seen(jti, expiresAt);
+    } catch (err) {
+      const full = err instanceof ReplayCacheFull;
+      log({
+        level: 'error',
+        event: full ? 'dpop.replay_cache_full' : 'dpop.replay_store_unavailable',
+        message: full ? 'the DPoP replay cache is full of live proofs: refusing DPoP requests (raise dpopReplayCacheSize or use a replayStore)' : 'the DPoP replay store failed: refusing DPoP requests',
+        error: `${(err as Error)?.name}: ${(err as Error)?.message}`,
+      });
+      throw new InvalidDpopProof('dpop_replay_unavailable', 'the DPoP proof cannot be checked now', dpopAlgorithms);
+    }
+    if (seen) throw new InvalidDpopProof('dpop_replay', 'the DPoP proof has been used before', dpopAlgorithms);
   }
 
   return {
+    dpopAlgorithms,
     async verify(token, opts = {}) {
-      if (typeof token !== 'string' || token === '') throw new InvalidToken('malformed_token', 'the token is malformed');
+      // the answer's challenge is the scheme the client used (RFC 9449 §7.1)
+      const ch = opts.dpop ? DPOP : BEARER;
+      if (typeof token !== 'string' || token === '') throw new InvalidToken('malformed_token', 'the token is malformed', ch);
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, keys, {
@@ -155,16 +209,30 @@ export function createVerifier(options: VerifierOptions): Verifier {
           requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub', 'jti', 'client_id'],
         }));
       } catch (err) {
-        throw tokenError(err, log);
+        throw tokenError(err, log, ch);
       }
-      if (typeof payload.client_id !== 'string' || (payload.scope !== undefined && typeof payload.scope !== 'string')) throw new InvalidToken('claims', 'the token claims are malformed');
+      const cnf = payload.cnf as { jkt?: unknown } | undefined;
+      if (
+        typeof payload.client_id !== 'string' ||
+        (payload.scope !== undefined && typeof payload.scope !== 'string') ||
+        (cnf !== undefined && (cnf === null || typeof cnf !== 'object' || Array.isArray(cnf) || (cnf.jkt !== undefined && (typeof cnf.jkt !== 'string' || cnf.jkt === ''))))
+      ) {
+        throw new InvalidToken('claims', 'the token claims are malformed', ch);
+      }
       const claims = payload as AccessTokenClaims;
-      if (mode === 'enforce') await checkStatus(claims);
+      const jkt = claims.cnf?.jkt;
+      // RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused (no downgrade)
+      if (jkt !== undefined && !opts.dpop) throw new InvalidToken('dpop_bound', 'the token is DPoP-bound: send it with the DPoP scheme and a DPoP proof', DPOP);
+      // RFC 9449 §7.1: the DPoP scheme is for DPoP-bound tokens
+      if (jkt === undefined && opts.dpop) throw new InvalidToken('not_dpop_bound', 'the token is not DPoP-bound: send it with the Bearer scheme', DPOP);
+      const proof = jkt !== undefined && opts.dpop ? await checkDpopProof(opts.dpop, token, jkt, dpopPolicy) : undefined;
+      if (mode === 'enforce') await checkStatus(claims, ch);
       const required = typeof opts.scope === 'string' ? opts.scope.split(' ').filter(Boolean) : (opts.scope ?? []);
       if (required.length) {
         const granted = new Set((claims.scope ?? '').split(' '));
-        if (!required.every((s) => granted.has(s))) throw new InsufficientScope(required);
+        if (!required.every((s) => granted.has(s))) throw new InsufficientScope(required, ch);
       }
+      if (proof) await recordProof(proof.jti, proof.expiresAt);
       return claims;
     },
   };
@@ -198,9 +266,9 @@ function keysWithStaleFallback(url: URL, o: { fetchTimeout: number; fetch: typeo
 }
 
 /** jose's error, as the RFC 6750 answer (the description says which check failed, never the token). */
-function tokenError(err: unknown, log: LogFn): InvalidToken {
+function tokenError(err: unknown, log: LogFn, ch: Challenge): InvalidToken {
   const e = err as { code?: string; claim?: string; message?: string };
-  const bad = (reason: VerifyReason, description: string) => new InvalidToken(reason, description);
+  const bad = (reason: VerifyReason, description: string) => new InvalidToken(reason, description, ch);
   switch (e?.code) {
     case 'ERR_JWT_EXPIRED':
       return bad('expired', 'the token has expired');
