@@ -345,9 +345,10 @@ export function dpopSection(outcomes: OutcomeLike[]): string {
     '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...dpopRuns.map((x) => `| ${x.connections} | ${x.target} | ${x.measured ? 'measured' : 'warm-up'} | ${fmt(x.rps)} | ${x.poolSize} | ${fmt(x.poolSignMs, 0)} | ${fmt(x.maxProofAgeS, 1)} | ${x.proofsUsed} | ${x.signedInWindow} | ${x.nonceRequired ? x.nonceRotations : '–'} | ${x.nonceRequired ? x.useDpopNonce : '–'} | ${x.notDpop} | ${x.samplesChecked} |`),
   ];
-  const inWindow = dpopRuns.filter((x) => x.measured).reduce((a, x) => a + x.signedInWindow, 0);
-  const rotations = dpopRuns.reduce((a, x) => a + x.nonceRotations, 0);
-  const nonceErrors = dpopRuns.reduce((a, x) => a + x.useDpopNonce, 0);
+  const measured = dpopRuns.filter((x) => x.measured);
+  const inWindow = measured.reduce((a, x) => a + x.signedInWindow, 0);
+  const rotations = measured.reduce((a, x) => a + x.nonceRotations, 0);
+  const nonceErrors = measured.reduce((a, x) => a + x.useDpopNonce, 0);
   return [
     '## DPoP client_credentials (issue 15)',
     '',
