@@ -15,6 +15,10 @@
 // - devInteractions for login (any password, no hashing), findAccount accepting the benched user,
 //   and loadExistingGrant granting first-party clients without a consent screen (Latchkey skips
 //   consent for first-party clients too);
+// - DPoP (RFC 9449; node-oidc-provider 9 calls the feature `features.dPoP`, on by default in 9): enabled
+//   explicitly; nonces off (its default: it requires them only with a nonceSecret and a requireNonce
+//   that says so). With cfg.dpopNonce (the second peer the DPoP workload starts, bench/dpop.ts): a
+//   32-byte nonceSecret and requireNonce → true, i.e. nonces required at /token, as Latchkey's default;
 // - routes renamed to Latchkey's paths (/authorize, /userinfo, /introspect, /revoke, JWKS).
 import crypto from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -31,6 +35,8 @@ export interface PeerConfig {
   clients: { cc: { id: string; secret: string }; web: { id: string; secret: string }; ui: { id: string; secret: string } };
   /** ID tokens' alg: bench/run.ts passes the one Latchkey uses, so both do the same signing work. */
   idTokenAlg: 'ES256' | 'RS256';
+  /** DPoP nonces required (features.dPoP.nonceSecret + requireNonce); off by default, as in node-oidc-provider. */
+  dpopNonce?: boolean;
 }
 
 const DAY = 86400;
@@ -95,6 +101,7 @@ export async function createPeer(cfg: PeerConfig): Promise<Provider> {
       introspection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
+      dPoP: { enabled: true, ...(cfg.dpopNonce ? { nonceSecret: crypto.randomBytes(32), requireNonce: () => true } : {}) },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx: unknown, client: { clientId: string }, oneOf?: string | string[]) => {

@@ -22,6 +22,7 @@ import { measurePropagation, type PropagationResult } from './workloads/revocati
 import { backchannelSection, measureBackchannelLogout, type BackchannelResult } from './workloads/backchannel.js';
 import type { Prepared, Workload } from './workloads/types.js';
 import { DEFAULTS as SEED_DEFAULTS, seedLarge } from './seed-large.js';
+import { DPOP_PEER_NOTES, DPOP_WORKLOAD, dpopSection, dpopWorkload, NONCE_PEER, startNoncePeer } from './dpop.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REDIRECT_URI = 'https://rp.example/cb';
@@ -68,7 +69,7 @@ if (!/^[a-z_][a-z0-9_]*$/.test(args.db)) throw new Error('--db must be a plain l
 const ID_TOKEN_ALG = args['id-token-alg'];
 if (ID_TOKEN_ALG !== 'ES256' && ID_TOKEN_ALG !== 'RS256') throw new Error('--id-token-alg must be ES256 or RS256');
 
-const ALL_WORKLOADS = [discovery, jwks, clientCredentialsWorkload, userinfo, introspection, refreshWorkload, authcodeSession, passwordLogin, loginBurst];
+const ALL_WORKLOADS = [discovery, jwks, clientCredentialsWorkload, userinfo, introspection, refreshWorkload, authcodeSession, dpopWorkload({ measuredMs: DURATION_MS, warmupMs: WARMUP_MS }), passwordLogin, loginBurst];
 /** Issue 14: every compared workload at 20 and 50 connections (password login and the burst have their own). */
 const CONNECTION_COUNTS = [20, 50];
 const only = args.only?.split(',').map((s) => s.trim());
@@ -125,7 +126,7 @@ const DEPLOYMENT_SETTINGS = new Set(['PORT', 'HOST', 'ISSUER', 'DATABASE_URL', '
  * (LOG_LEVEL, PG_POOL_SIZE, …): printed in the report as deviations from the defaults.
  */
 function inheritedDeviations(): string[] {
-  const known = /^(LOG_|PG_|PASSWORD_|SESSION_|ACCESS_|REFRESH_|STATUS_|TRUST_|BODY_|RATE_|LATCHKEY_|DATA_DIR$|NODE_OPTIONS$|UV_THREADPOOL_SIZE$|NODE_ENV$)/;
+  const known = /^(LOG_|PG_|PASSWORD_|SESSION_|ACCESS_|REFRESH_|STATUS_|TRUST_|BODY_|RATE_|DPOP_|LATCHKEY_|DATA_DIR$|NODE_OPTIONS$|UV_THREADPOOL_SIZE$|NODE_ENV$)/;
   return Object.keys(process.env)
     .filter((k) => known.test(k) && !DEPLOYMENT_SETTINGS.has(k))
     .map((k) => `${k}=${k.includes('KEK') || k.includes('SECRET') ? '…' : process.env[k]}`);
@@ -259,12 +260,17 @@ function pgCpuBetween(before: Map<number, number>, after: Map<number, number>): 
 }
 
 /** Workloads that write rows on every request: their tables are vacuumed before each measured run. */
-const VACUUMED = new Set(['refresh_token', 'authcode_session']);
+const ROTATION_TABLES = 'refresh_tokens, refresh_families, login_sessions, interactions, audit_events';
+const VACUUMED = new Map([
+  ['refresh_token', ROTATION_TABLES],
+  ['authcode_session', ROTATION_TABLES],
+  [DPOP_WORKLOAD, 'dpop_proofs'],
+]);
 
 async function runWorkload(w: Workload, targets: Target[]): Promise<Outcome> {
   const against = w.against ?? 'peer';
   const other = against === 'bare' ? 'bare-http' : 'peer';
-  const ts = w.only ? targets.filter((t) => w.only!.includes(t.name)) : targets.some((t) => t.name === 'latchkey') ? targets.filter((t) => t.name === 'latchkey' || t.name === other) : targets;
+  const ts = w.only ? targets.filter((t) => w.only!.includes(t.name)) : targets.some((t) => t.name === 'latchkey') ? targets.filter((t) => t.name === 'latchkey' || t.name === other || w.extraTargets?.includes(t.name)) : targets;
   const outcome: Outcome = { workload: w, perTarget: {} };
   const ready: { t: Target; p: Prepared }[] = [];
   for (const t of ts) {
@@ -275,18 +281,19 @@ async function runWorkload(w: Workload, targets: Target[]): Promise<Outcome> {
   }
   if (WARMUP_MS > 0) {
     for (const { p } of ready) {
-      await p.reset?.();
+      await p.reset?.(WARMUP_MS);
       await p.run(WARMUP_MS);
     }
   }
   for (let round = 0; round < ROUNDS; round++) {
     // alternate who goes first, so drift (thermal, GC, Postgres checkpoints) does not favour one side
-    const order = round % 2 === 0 ? ready : [...ready].reverse();
+    // (with three servers, each goes first in turn)
+    const order = ready.map((_, i) => ready[(i + round) % ready.length]);
     for (const [position, { t, p }] of order.entries()) {
       // this machine's Postgres runs with autovacuum off; a default install vacuums a table this busy
       // about once a minute (autovacuum_naptime): do what it would, outside the timed window
-      if (t.pgDatabase && VACUUMED.has(w.name)) await withAdmin((c) => c.query('VACUUM (ANALYZE) refresh_tokens, refresh_families, login_sessions, interactions, audit_events'), t.pgDatabase).catch((err: unknown) => log(`  vacuum: ${(err as Error).message}`));
-      await p.reset?.();
+      if (t.pgDatabase && VACUUMED.has(w.name)) await withAdmin((c) => c.query(`VACUUM (ANALYZE) ${VACUUMED.get(w.name)}`), t.pgDatabase).catch((err: unknown) => log(`  vacuum: ${(err as Error).message}`));
+      await p.reset?.(DURATION_MS);
       await pause(300);
       const pg0 = t.pgDatabase ? await pgBackendCpu(t.pgDatabase) : undefined;
       const cpu0 = cpuMs(t.pid);
@@ -353,6 +360,13 @@ function otherOf(o: Outcome): string {
   return (o.workload.against ?? 'peer') === 'bare' ? 'bare-http' : 'peer';
 }
 
+/** The servers Latchkey is compared with in `o`: the usual one, then any extra (the DPoP workload's peer-nonce). */
+function othersOf(o: Outcome): string[] {
+  return [otherOf(o), ...(o.workload.extraTargets ?? []).filter((n) => o.perTarget[n])];
+}
+
+const OTHER_LABEL: Record<string, string> = { peer: 'node-oidc-provider', 'bare-http': 'bare node:http', [NONCE_PEER]: 'node-oidc-provider, DPoP nonces on' };
+
 /** The compared workloads at both connection counts: Latchkey, the other server, the ratio, the targets. */
 function summaryTable(r: Report): string {
   const rows = [
@@ -361,16 +375,17 @@ function summaryTable(r: Report): string {
   ];
   for (const o of r.outcomes) {
     if (o.workload.only) continue;
-    const other = otherOf(o);
-    const l = o.perTarget.latchkey;
-    const p = o.perTarget[other];
-    const ratio = pairedRatio(l?.runs ?? [], p?.runs ?? []);
-    const goals: string[] = [];
-    if (o.workload.targetRatio !== undefined) goals.push(`≥ ${o.workload.targetRatio}× ${ratio === undefined ? '' : verdict(ratio >= o.workload.targetRatio)}`.trim());
-    if (o.workload.targetP99Ms !== undefined && o.workload.connections >= 50) goals.push(`p99 ≤ ${o.workload.targetP99Ms} ms ${l?.median ? verdict(l.median.p99 <= o.workload.targetP99Ms) : ''}`.trim());
-    if (l?.median) goals.push(`no errors ${verdict(l.median.errors === 0)}`);
-    const name = `${o.workload.name}${o.workload.unit ? ` (${o.workload.unit.split(' ')[0]})` : ''}`;
-    rows.push(`| ${name} | ${o.workload.connections} | ${cell(l).join(' | ')} | ${other === 'peer' ? 'node-oidc-provider' : 'bare node:http'} | ${cell(p).join(' | ')} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${goals.join('; ')} |`);
+    for (const other of othersOf(o)) {
+      const l = o.perTarget.latchkey;
+      const p = o.perTarget[other];
+      const ratio = pairedRatio(l?.runs ?? [], p?.runs ?? []);
+      const goals: string[] = [];
+      if (o.workload.targetRatio !== undefined) goals.push(`≥ ${o.workload.targetRatio}× ${ratio === undefined ? '' : verdict(ratio >= o.workload.targetRatio)}`.trim());
+      if (o.workload.targetP99Ms !== undefined && o.workload.connections >= 50) goals.push(`p99 ≤ ${o.workload.targetP99Ms} ms ${l?.median ? verdict(l.median.p99 <= o.workload.targetP99Ms) : ''}`.trim());
+      if (l?.median) goals.push(`no errors ${verdict(l.median.errors === 0)}`);
+      const name = `${o.workload.name}${o.workload.unit ? ` (${o.workload.unit.split(' ')[0]})` : ''}`;
+      rows.push(`| ${name} | ${o.workload.connections} | ${cell(l).join(' | ')} | ${OTHER_LABEL[other] ?? other} | ${cell(p).join(' | ')} | ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`} | ${goals.join('; ')} |`);
+    }
   }
   return rows.join('\n');
 }
@@ -390,10 +405,12 @@ function cpuTable(r: Report): string {
     const node = median(runs.map((x) => x.cpuMsPerRequest ?? NaN));
     const pgc = median(runs.map((x) => x.pgCpuMsPerRequest ?? NaN));
     const total = median(runs.map((x) => (x.cpuMsPerRequest ?? NaN) + (x.pgCpuMsPerRequest ?? NaN)));
-    const other = median((o.perTarget[otherOf(o)]?.runs ?? []).map((x) => x.cpuMsPerRequest ?? NaN));
-    const ratio = total / other;
-    const target = o.workload.name === 'refresh_token' ? `≤ 0.5× ${Number.isFinite(ratio) ? verdict(ratio <= 0.5) : ''}` : '';
-    rows.push(`| ${o.workload.name} | ${o.workload.connections} | ${fmt(node, 3)} | ${fmt(pgc, 3)} | ${fmt(total, 3)} | ${fmt(other, 3)} (${otherOf(o)}) | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : 'n/a'} | ${target} |`);
+    for (const name of othersOf(o)) {
+      const other = median((o.perTarget[name]?.runs ?? []).map((x) => x.cpuMsPerRequest ?? NaN));
+      const ratio = total / other;
+      const target = o.workload.name === 'refresh_token' ? `≤ 0.5× ${Number.isFinite(ratio) ? verdict(ratio <= 0.5) : ''}` : '';
+      rows.push(`| ${o.workload.name} | ${o.workload.connections} | ${fmt(node, 3)} | ${fmt(pgc, 3)} | ${fmt(total, 3)} | ${fmt(other, 3)} (${name}) | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : 'n/a'} | ${target} |`);
+    }
   }
   return rows.join('\n');
 }
@@ -508,7 +525,7 @@ function renderReport(r: Report): string {
     `- each figure: median of ${ROUNDS} runs of ${DURATION_MS / 1000} s per server, alternating which server goes first, after a ${WARMUP_MS / 1000} s warm-up; errors summed over the runs; Latchkey/peer is the median of the per-round ratios`,
     `- Latchkey: dist/server.js with its defaults; the bench sets only ${[...DEPLOYMENT_SETTINGS].join(', ')}. Deviations from the defaults: ${r.deviations.length ? r.deviations.join(', ') : 'none'} (LOG_LEVEL is info, its default: one JSON line per request, written to a pipe read by \`wc -l\` in its own process, as a log collector would; ${r.logLines === undefined ? '?' : r.logLines.toLocaleString('en-US')} lines written by the Latchkey processes, ${r.requestsServed.toLocaleString('en-US')} requests measured on replica A, of which successful discovery and JWKS GETs write no line, by Latchkey's default)`,
     `- ${CONNECTION_COUNTS.join(' and ')} connections (virtual clients) for each compared workload; fresh refresh chains and login sessions before every warm-up and measured run, on both servers (outside the timed window)`,
-    `- Postgres: synchronous_commit ${r.pgSettings.synchronousCommit ?? '?'}; autovacuum ${r.pgSettings.autovacuum ?? '?'} on this server${r.pgSettings.autovacuum === 'off' ? ', so the bench runs VACUUM (ANALYZE) on the tables refresh_token and authcode_session write before each of their measured runs, outside the timed window, as autovacuum would about once a minute on a default install' : ''}`,
+    `- Postgres: synchronous_commit ${r.pgSettings.synchronousCommit ?? '?'}; autovacuum ${r.pgSettings.autovacuum ?? '?'} on this server${r.pgSettings.autovacuum === 'off' ? ', so the bench runs VACUUM (ANALYZE) on the tables refresh_token and authcode_session write (and dpop_proofs, for the DPoP workload) before each of their measured runs, outside the timed window, as autovacuum would about once a minute on a default install' : ''}`,
     ...(r.distChanged ? [`- **warning: dist/ was rebuilt during the run** (build stamp ${r.distChanged}); processes started after that (replica B, --large) ran newer code than replica A`] : []),
     '',
     '## Latchkey vs node-oidc-provider (and, for discovery and JWKS, a bare node:http server)',
@@ -523,6 +540,7 @@ function renderReport(r: Report): string {
     '',
     cpuTable(r),
     '',
+    ...(r.outcomes.some((o) => o.workload.name === DPOP_WORKLOAD) ? [dpopSection(r.outcomes), ''] : []),
     '## A burst of logins',
     '',
     burstSection(r),
@@ -715,6 +733,10 @@ async function main(): Promise<void> {
       introspectResource: undefined,
     };
 
+    // the DPoP workload's second peer: node-oidc-provider with DPoP nonces required (bench/dpop.ts)
+    const noncePeer = WORKLOADS.some((w) => w.name === DPOP_WORKLOAD) ? await startNoncePeer(peerTarget, peerCfg, ROOT) : undefined;
+    if (noncePeer) report.peerConfig.push(...DPOP_PEER_NOTES);
+
     // the yardstick for discovery and JWKS: a bare node:http server writing Latchkey's bytes
     let bareTarget: Target | undefined;
     let bare: Child | undefined;
@@ -728,7 +750,7 @@ async function main(): Promise<void> {
 
     for (const w of WORKLOADS) {
       log(`bench: ${label(w)}`);
-      const o = await runWorkload(w, [latchkey, peerTarget, ...(bareTarget ? [bareTarget] : [])]);
+      const o = await runWorkload(w, [latchkey, peerTarget, ...(bareTarget ? [bareTarget] : []), ...(noncePeer ? [noncePeer.target] : [])]);
       report.outcomes.push(o);
       report.requestsServed += (o.perTarget.latchkey?.runs ?? []).reduce((n, x) => n + x.requests, 0);
       if (bare && !WORKLOADS.slice(WORKLOADS.indexOf(w) + 1).some((x) => x.against === 'bare')) {

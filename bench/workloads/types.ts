@@ -7,8 +7,8 @@ export interface Prepared {
   run(durationMs: number): Promise<RunResult & { firstError?: string; detail?: string }>;
   /** Facts worth printing (e.g. the access token's alg), the same for every round. */
   notes?: string[];
-  /** Run before each warm-up and each measured run, outside the timed window (fresh chains, sessions). */
-  reset?(): Promise<void>;
+  /** Run before each warm-up and each measured run, outside the timed window (fresh chains, sessions, DPoP proofs for a run of `durationMs`). */
+  reset?(durationMs?: number): Promise<void>;
 }
 
 export interface Workload {
@@ -18,6 +18,8 @@ export interface Workload {
   connections: number;
   /** Whom Latchkey is compared with: node-oidc-provider (default) or the bare node:http server. */
   against?: 'peer' | 'bare';
+  /** Servers that run it besides Latchkey and the one it is compared with (e.g. the DPoP workload's second peer). */
+  extraTargets?: string[];
   /** Only these targets run it (e.g. password login: Latchkey only). */
   only?: string[];
   /** The issue's target for the ratio Latchkey/peer (or Latchkey/bare), if any. */

@@ -28,19 +28,16 @@ export function resourceParams(body: FormParams): string[] {
 
 export async function authenticateClient(svc: Services, req: FastifyRequest, params: Record<string, string | undefined>): Promise<Client> {
   const cred = extractClientCredentials(req.headers.authorization, params);
-  // counted before the check, so concurrent attempts cannot pass the limit; a success uncounts it
-  const attempt = await svc.limits.clientAuth.begin(req, cred.clientId);
+  // refused once the failures reached the limit; counted only when it fails (see failure-limits.ts:
+  // in-flight successes must not count, or a busy client's concurrent requests are refused)
+  const gate = await svc.limits.clientAuth.gate(req, cred.clientId);
   let client: Client | undefined;
   try {
     client = cred.clientId.length <= 200 ? await svc.clients.get(cred.clientId) : undefined;
-    const verified = await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
-    await attempt.uncount();
-    return verified;
+    return await verifyClient(client, cred, { db: svc.rt.db, issuer: svc.config.issuer, now: svc.now(), leeway: svc.config.clockLeewaySeconds });
   } catch (err) {
-    if (!(err instanceof InvalidClient)) {
-      await attempt.uncount();
-      throw err;
-    }
+    if (!(err instanceof InvalidClient)) throw err;
+    await gate.failed();
     await svc.audit(req, { type: 'client_auth.failure', clientId: client ? client.clientId : null, details: { method: cred.method, reason: err.description } });
     throw err;
   }

@@ -29,6 +29,8 @@ export class NotifiedCache<V> {
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private health: DbHealth | undefined;
+  /** One database read per id at a time: requests that miss together (an entry's expiry under load) share it. */
+  private readonly inflight = new Map<string, { generation: number; promise: Promise<V | undefined> }>();
 
   constructor(
     private readonly channel: string,
@@ -79,7 +81,18 @@ export class NotifiedCache<V> {
     const generation = this.generation;
     let value: V | undefined;
     try {
-      value = await this.load(id);
+      let pending = this.inflight.get(id);
+      // a read that started before an invalidation is not joined
+      if (!pending || pending.generation !== generation) {
+        const entry = { generation, promise: this.load(id) };
+        this.inflight.set(id, entry);
+        const forget = () => {
+          if (this.inflight.get(id) === entry) this.inflight.delete(id);
+        };
+        entry.promise.then(forget, forget);
+        pending = entry;
+      }
+      value = await pending.promise;
     } catch (err) {
       if (!this.health?.reportFailure(err)) throw err;
       return this.fromMemory(this.entries.get(id));

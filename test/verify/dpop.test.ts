@@ -13,7 +13,7 @@ import { startFakeIssuer, type FakeIssuer } from '../helpers/fake-issuer.js';
 
 const AUD = 'https://api.example.com';
 const URL_ME = 'https://api.example.com/me';
-const ALGS = 'algs="ES256 EdDSA RS256 PS256"';
+const ALGS = 'algs="ES256 EdDSA Ed25519 RS256 PS256"';
 
 interface ProofKey {
   alg: string;
@@ -105,14 +105,14 @@ async function badProof(t: Test, p: Promise<unknown>, reason: string, what: stri
 
 t.test('a bound token with a good proof is accepted: ES256, EdDSA, RS256 and PS256 proof keys', async (t) => {
   const { issuer, verifier } = await setup(t);
-  for (const alg of ['ES256', 'EdDSA', 'RS256', 'PS256']) {
+  for (const alg of ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256']) {
     const key = await proofKey(alg);
     const token = await issuer.signAccessToken({ cnf: { jkt: key.jkt } });
     const claims = await verifier.verify(token, dpop(await proof(issuer, key, { token })));
     t.equal(claims.sub, 'user-1', `${alg}: accepted`);
     t.same(claims.cnf, { jkt: key.jkt }, `${alg}: cnf.jkt is in the claims`);
   }
-  t.same(verifier.dpopAlgorithms, ['ES256', 'EdDSA', 'RS256', 'PS256'], 'the verifier says which algorithms it accepts');
+  t.same(verifier.dpopAlgorithms, ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'], 'the verifier says which algorithms it accepts');
 });
 
 t.test('the proof header: typ, alg, jwk', async (t) => {

@@ -30,10 +30,10 @@ async function contract(t: Test, issuer: FakeIssuer, call: (authorization?: stri
 
   r = await call(undefined);
   t.equal(r.status, 401, 'no Authorization header: 401');
-  t.equal(r.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA RS256 PS256"', 'with bare challenges, Bearer and DPoP (RFC 6750 §3.1: no error code; RFC 9449 §7.1)');
+  t.equal(r.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"', 'with bare challenges, Bearer and DPoP (RFC 6750 §3.1: no error code; RFC 9449 §7.1)');
   r = await call('Basic dXNlcjpwYXNz');
   t.equal(r.status, 401, 'another scheme: 401');
-  t.equal(r.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA RS256 PS256"');
+  t.equal(r.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"');
 
   for (const bad of ['Bearer', 'Bearer ', `Bearer ${token} extra`, 'Bearer a"b', `Bearer\t${token}`]) {
     r = await call(bad);

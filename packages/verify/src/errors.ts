@@ -6,7 +6,7 @@ export type BearerErrorCode = 'invalid_token' | 'invalid_request' | 'insufficien
 export type VerifyErrorCode = BearerErrorCode | 'invalid_dpop_proof';
 
 /** The DPoP proof algorithms accepted by default (those the Latchkey server accepts). */
-export const DEFAULT_DPOP_ALGORITHMS: readonly string[] = Object.freeze(['ES256', 'EdDSA', 'RS256', 'PS256']);
+export const DEFAULT_DPOP_ALGORITHMS: readonly string[] = Object.freeze(['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256']);
 
 /** Why a DPoP proof was refused: each is an `invalid_dpop_proof` (RFC 9449 §4.3 lists the checks). */
 export type DpopProofReason =

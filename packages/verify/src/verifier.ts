@@ -37,7 +37,7 @@ export interface VerifierOptions {
   fetchTimeout?: number;
   /** Milliseconds between two attempts to fetch a list that failed. Default 1000. */
   retryInterval?: number;
-  /** Algorithms accepted for DPoP proofs (RFC 9449). Default `['ES256', 'EdDSA', 'RS256', 'PS256']`; `none` and `HS*` are refused. */
+  /** Algorithms accepted for DPoP proofs (RFC 9449). Default `['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256']` (Ed25519: RFC 9864's name for EdDSA over Ed25519, which openid-client puts in its proofs); `none` and `HS*` are refused. */
   dpopAlgorithms?: string[];
   /** Seconds a DPoP proof is accepted after its `iat` (plus `clockTolerance`). Default 60. */
   dpopMaxAge?: number;

@@ -6,6 +6,14 @@
 // it. So however many attempts arrive at once, at most `max` are ever checked per window, and
 // honest traffic never uses up the budget (only attempts still in flight count against it).
 //
+// Client authentication is counted differently: its check is a constant-time comparison of a
+// 256-bit generated secret's digest, or a signature — no cheaper to count than to do, and not
+// guessable however many run at once — while a busy service legitimately has dozens of token
+// requests in flight. Counting those in-flight successes refused honest traffic (50 concurrent
+// client_credentials requests of one client: 429s). So a client authentication is refused when the
+// failures already reached the limit, and counted only when it fails: concurrent wrong secrets can
+// pass the limit by at most the number in flight at that moment, then everything waits.
+//
 // IPv6 clients are counted by /64 (one host usually owns the whole prefix). Per replica, the
 // counters live in a bounded table that never evicts a live counter: past MAX_EXACT_KEYS, new keys
 // are counted in a fixed-size count-min sketch, which can only over-count, so junk keys can make
@@ -37,6 +45,11 @@ export interface FailureLimit {
    * simply stays counted.
    */
   begin(req: FastifyRequest, subject: string): Promise<Attempt>;
+  /**
+   * Refuse (TooManyFailures) when the IP or the subject has used up its failures in this window;
+   * otherwise let the check run and count it only if it fails (`failed`, never throws).
+   */
+  gate(req: FastifyRequest, subject: string): Promise<{ failed(): Promise<void> }>;
 }
 
 export interface FailureLimits {
@@ -53,6 +66,8 @@ interface Limited {
 interface CounterStore {
   /** Count one on every key unless one is at its max; then the milliseconds until it resets. */
   take(keys: Limited[], now: number): Promise<{ ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number }>;
+  /** Whether every key is below its max (nothing counted); else the milliseconds until it resets. */
+  peek(keys: Limited[], now: number): Promise<{ ok: true } | { ok: false; retryAfterMs: number }>;
 }
 
 /** The key of a client address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 prefix. */
@@ -125,6 +140,18 @@ export class MemoryCounters implements CounterStore {
     return this.takeNow(keys, now);
   }
 
+  async peek(keys: Limited[], now: number) {
+    return this.peekNow(keys, now);
+  }
+
+  /** A take undone at once (synchronously: nothing else runs in between). */
+  peekNow(keys: Limited[], now: number): { ok: true } | { ok: false; retryAfterMs: number } {
+    const r = this.takeNow(keys, now);
+    if (!r.ok) return r;
+    void r.release();
+    return { ok: true };
+  }
+
   /** Synchronous, hence atomic within this process. */
   takeNow(keys: Limited[], now: number): { ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number } {
     this.reclaim(now);
@@ -189,6 +216,17 @@ for i = 1, #KEYS do
   if redis.call('INCR', KEYS[i]) == 1 or redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return {1, 0}`;
+// The same refusal rule as TAKE_SCRIPT, counting nothing.
+const PEEK_SCRIPT = `
+for i = 1, #KEYS do
+  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if n >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl < 0 then ttl = tonumber(ARGV[1]) end
+    return {0, ttl}
+  end
+end
+return {1, 0}`;
 // Uncount only while the window that counted it lives (never create a key without expiry).
 const RELEASE_SCRIPT = `
 for i = 1, #KEYS do
@@ -199,6 +237,7 @@ return 1`;
 type RedisWithScripts = import('ioredis').Redis & {
   latchkeyTakeFailures(...args: Array<string | number>): Promise<[number, number]>;
   latchkeyReleaseFailures(...args: Array<string | number>): Promise<number>;
+  latchkeyPeekFailures(...args: Array<string | number>): Promise<[number, number]>;
 };
 
 class RedisCounters implements CounterStore {
@@ -209,6 +248,19 @@ class RedisCounters implements CounterStore {
     private readonly fallback: MemoryCounters,
     private readonly onError: (err: Error) => void,
   ) {}
+
+  async peek(keys: Limited[], now: number) {
+    const names = keys.map((k) => this.prefix + k.key);
+    let answer: [number, number];
+    try {
+      answer = await this.redis.latchkeyPeekFailures(names.length, ...names, this.windowMs, ...keys.map((k) => k.max));
+    } catch (err) {
+      this.onError(err as Error);
+      return this.fallback.peekNow(keys, now);
+    }
+    if (Number(answer[0]) !== 1) return { ok: false as const, retryAfterMs: Math.max(1000, Number(answer[1])) };
+    return { ok: true as const };
+  }
 
   async take(keys: Limited[], now: number) {
     const names = keys.map((k) => this.prefix + k.key);
@@ -243,6 +295,7 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
     const redis = new Redis(config.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) as RedisWithScripts;
     redis.defineCommand('latchkeyTakeFailures', { lua: TAKE_SCRIPT });
     redis.defineCommand('latchkeyReleaseFailures', { lua: RELEASE_SCRIPT });
+    redis.defineCommand('latchkeyPeekFailures', { lua: PEEK_SCRIPT });
     const warn = (err: Error) => app.log.warn({ err: err.message }, 'redis error (failure limits fall back to this replica’s counters)');
     redis.on('error', warn);
     app.addHook('onClose', async () => {
@@ -269,19 +322,30 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
     const s = subject.toLowerCase();
     return s.length <= MAX_KEY_SUBJECT ? s : `#${crypto.createHash('sha256').update(s).digest('base64url')}`;
   };
-  const pair = (name: string, perSubject: number, perIp: number): FailureLimit => ({
-    async begin(req, subject) {
-      const r = await store.take(
-        [
-          { key: `${name}:ip:${addressKey(req.ip)}`, max: perIp },
-          { key: `${name}:s:${subjectKey(subject)}`, max: perSubject },
-        ],
-        now(),
-      );
-      if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
-      return { uncount: r.release };
-    },
-  });
+  const pair = (name: string, perSubject: number, perIp: number): FailureLimit => {
+    const keys = (req: FastifyRequest, subject: string): Limited[] => [
+      { key: `${name}:ip:${addressKey(req.ip)}`, max: perIp },
+      { key: `${name}:s:${subjectKey(subject)}`, max: perSubject },
+    ];
+    return {
+      async begin(req, subject) {
+        const r = await store.take(keys(req, subject), now());
+        if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
+        return { uncount: r.release };
+      },
+      async gate(req, subject) {
+        const k = keys(req, subject);
+        const r = await store.peek(k, now());
+        if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
+        return {
+          async failed() {
+            // counted unless a key is already at its max (then it is refused next time anyway)
+            await store.take(k, now()).catch(() => undefined);
+          },
+        };
+      },
+    };
+  };
 
   return {
     login: pair('login', config.loginFailuresPerAccount, config.loginFailuresPerIp),
