@@ -120,7 +120,7 @@ async function refusal(ctx: GrantContext, trx: Kysely<Database>, family: NonNull
 type Outcome = { ok: Rotated } | { reuse: { familyId: string; userId: string; revoked: boolean } };
 
 /** A consumed token presented again: within the grace a duplicate, else the family is revoked. */
-async function reuse(ctx: GrantContext, trx: Kysely<Database>, family: NonNullable<Family>, withinGrace: boolean, now: Date): Promise<Outcome> {
+async function reuse(trx: Kysely<Database>, family: NonNullable<Family>, withinGrace: boolean, now: Date): Promise<Outcome> {
   if (withinGrace) return { reuse: { familyId: family.id, userId: family.user_id, revoked: false } };
   await queueFamilyLogout(trx, { familyIds: [family.id] }, 'refresh_reuse', now);
   await revokeFamily(trx, family.id, 'refresh_reuse', now);
@@ -176,7 +176,7 @@ export const refreshTokenGrant: Grant = {
         if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
         // a generation the family never reached (a database restored from an older backup): refused, nothing changes
         if (sealed.generation > family.generation) throw new InvalidGrant('the refresh token is invalid');
-        if (sealed.generation < family.generation) return reuse(ctx, trx, family, sealedWithinGrace(ctx, family, sealed, now), now);
+        if (sealed.generation < family.generation) return reuse(trx, family, sealedWithinGrace(ctx, family, sealed, now), now);
       } else {
         const tokenDigest = digest(presented);
         const token = await trx.selectFrom('refresh_tokens').selectAll().where('token_digest', '=', tokenDigest).forUpdate().executeTakeFirst();
@@ -187,7 +187,7 @@ export const refreshTokenGrant: Grant = {
         if (family.revoked_at) throw new InvalidGrant('the refresh token was revoked');
         if (token.consumed_at) {
           const grace = rt.config.refreshReuseGraceSeconds * 1000;
-          return reuse(ctx, trx, family, grace > 0 && now.getTime() - token.consumed_at.getTime() <= grace, now);
+          return reuse(trx, family, grace > 0 && now.getTime() - token.consumed_at.getTime() <= grace, now);
         }
       }
       const refused = await refusal(ctx, trx, family, requested, now);
