@@ -94,6 +94,27 @@ for (const backend of backends()) {
       t.equal(fam.revoked_at, null, 'no reuse detection fired');
     });
 
+    t.test('a consumed bound refresh token presented with another key: refused before reuse detection', async (t) => {
+      const keys = await oidc.randomDPoPKeyPair('ES256');
+      const DPoP = oidc.getDPoPHandle(spaConfig, keys);
+      const { callback, checks } = await login(spaConfig, {});
+      const tokens = await oidc.authorizationCodeGrant(spaConfig, callback, checks, undefined, { DPoP });
+      const family = await env.rt.db.selectFrom('refresh_families').select(['id', 'dpop_jkt']).orderBy('created_at', 'desc').executeTakeFirstOrThrow();
+      t.equal(family.dpop_jkt, await thumbprint(keys), 'a proof alone (no dpop_jkt) binds the family of a public client');
+      const next = await oidc.refreshTokenGrant(spaConfig, tokens.refresh_token!, undefined, { DPoP });
+      // the first token is now stale: a thief holding it but not the key cannot end the session with it
+      const thief = oidc.getDPoPHandle(spaConfig, await oidc.randomDPoPKeyPair('ES256'));
+      await rejectsWith(t, oidc.refreshTokenGrant(spaConfig, tokens.refresh_token!, undefined, { DPoP: thief }), 'invalid_dpop_proof');
+      await rejectsWith(t, oidc.refreshTokenGrant(spaConfig, tokens.refresh_token!), 'invalid_dpop_proof', 'nor without a proof');
+      const after = await env.rt.db.selectFrom('refresh_families').select(['revoked_at']).where('id', '=', family.id).executeTakeFirstOrThrow();
+      t.equal(after.revoked_at, null, 'the family lives');
+      t.ok((await oidc.refreshTokenGrant(spaConfig, next.refresh_token!, undefined, { DPoP })).access_token, 'its current token still rotates');
+      // the holder of the key presenting the stale token is a reuse, as without DPoP
+      await rejectsWith(t, oidc.refreshTokenGrant(spaConfig, tokens.refresh_token!, undefined, { DPoP }), 'invalid_grant');
+      const revoked = await env.rt.db.selectFrom('refresh_families').select(['revoked_at']).where('id', '=', family.id).executeTakeFirstOrThrow();
+      t.ok(revoked.revoked_at, 'reuse by the key holder revokes the family');
+    });
+
     t.test('a code bound by dpop_jkt is redeemed only with that key', async (t) => {
       const keys = await oidc.randomDPoPKeyPair('ES256');
       const { callback, checks } = await login(spaConfig, { dpop_jkt: await thumbprint(keys) });
