@@ -85,6 +85,18 @@ for (const backend of backends()) {
       await createUser(e.rt, email, 'the right password');
       const app = await createClient(e.rt, ['--name', 'App', '--redirect-uri', REDIRECT, '--first-party', '--grant-types', 'authorization_code,client_credentials', '--scopes', 'openid jobs', '--audiences', 'https://api.example.com']);
 
+      await t.test('30 concurrent right passwords of one account (limit 10): none refused, they wait for a slot', async (t) => {
+        const steps = await Promise.all(
+          Array.from({ length: 30 }, async () => {
+            const browser = new Browser(issuer);
+            const page = await browser.follow(await browser.get(authorizationUrl(issuer, app.clientId, REDIRECT)));
+            const { action, fields } = parseForm(page.body);
+            return browser.post(action, { ...fields, username: email, password: 'the right password' });
+          }),
+        );
+        t.same([...new Set(steps.map((s) => s.status))], [303], `all 30 logged in (${steps.map((s) => s.status).join(' ')})`);
+      });
+
       await t.test('40 concurrent wrong passwords against a limit of 10', async (t) => {
         const browser = new Browser(issuer);
         const page = await browser.follow(await browser.get(authorizationUrl(issuer, app.clientId, REDIRECT)));

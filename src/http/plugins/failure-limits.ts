@@ -6,6 +6,12 @@
 // it. So however many attempts arrive at once, at most `max` are ever checked per window, and
 // honest traffic never uses up the budget (only attempts still in flight count against it).
 //
+// An attempt that finds the budget taken by attempts still in flight (a burst of honest logins
+// behind one NAT, or of one account) waits for them rather than being refused: it polls for a slot
+// for up to LOGIN_WAIT_MS, and only then answers 429. The limit still holds — no more than `max`
+// are ever counted at once — and failures, which stay counted, still refuse everything once they
+// fill the budget (after the wait). At most MAX_WAITERS attempts wait at a time per replica.
+//
 // Client authentication is counted differently: its check is a constant-time comparison of a
 // 256-bit generated secret's digest, or a signature — no cheaper to count than to do, and not
 // guessable however many run at once — while a busy service legitimately has dozens of token
@@ -28,6 +34,9 @@ import { TooManyFailures } from '../../errors.js';
 
 /** Exact counters kept per replica (about 150 bytes each) before new keys go to the sketch. */
 export const MAX_EXACT_KEYS = 100_000;
+/** How long a login waits for a slot taken by attempts in flight before it is refused. */
+export const LOGIN_WAIT_MS = 10_000;
+const MAX_WAITERS = 1000;
 const SKETCH_DEPTH = 4;
 const SKETCH_WIDTH = 1 << 16;
 /** Longer subjects (client ids from a Basic header can be kilobytes) are counted by digest. */
@@ -322,16 +331,25 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
     const s = subject.toLowerCase();
     return s.length <= MAX_KEY_SUBJECT ? s : `#${crypto.createHash('sha256').update(s).digest('base64url')}`;
   };
-  const pair = (name: string, perSubject: number, perIp: number): FailureLimit => {
+  let waiters = 0;
+  const pair = (name: string, perSubject: number, perIp: number, waitMs = 0): FailureLimit => {
     const keys = (req: FastifyRequest, subject: string): Limited[] => [
       { key: `${name}:ip:${addressKey(req.ip)}`, max: perIp },
       { key: `${name}:s:${subjectKey(subject)}`, max: perSubject },
     ];
     return {
       async begin(req, subject) {
-        const r = await store.take(keys(req, subject), now());
-        if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
-        return { uncount: r.release };
+        const k = keys(req, subject);
+        // real time for the wait (the window's clock may be a test's frozen one)
+        const deadline = Date.now() + waitMs;
+        for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+          const r = await store.take(k, now());
+          if (r.ok) return { uncount: r.release };
+          if (Date.now() + delay > deadline || waiters >= MAX_WAITERS) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
+          waiters++;
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          waiters--;
+        }
       },
       async gate(req, subject) {
         const k = keys(req, subject);
@@ -348,7 +366,7 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
   };
 
   return {
-    login: pair('login', config.loginFailuresPerAccount, config.loginFailuresPerIp),
+    login: pair('login', config.loginFailuresPerAccount, config.loginFailuresPerIp, LOGIN_WAIT_MS),
     clientAuth: pair('client-auth', config.clientAuthFailuresPerClient, config.clientAuthFailuresPerIp),
   };
 }
