@@ -120,13 +120,14 @@ export class UnmetAuthenticationRequirements extends OAuthError {
 // RFC 9449 §7.1, §12.2: a DPoP proof that cannot be accepted. 400 at the token and PAR endpoints;
 // at a resource endpoint 401 with a DPoP challenge naming the algorithms we accept.
 export const DPOP_CHALLENGE_ALGS = 'ES256 EdDSA Ed25519 RS256 PS256';
+const dpopChallenge = (error: string, d: string): string => `DPoP error="${error}", error_description="${d.replace(/"/g, "'")}", algs="${DPOP_CHALLENGE_ALGS}"`;
 export class InvalidDpopProof extends OAuthError {
   override readonly statusCode: number;
   override readonly headers: Record<string, string>;
   constructor(d = 'the DPoP proof is invalid', atResource = false) {
     super('invalid_dpop_proof', d);
     this.statusCode = atResource ? 401 : 400;
-    this.headers = atResource ? { 'www-authenticate': `DPoP error="invalid_dpop_proof", error_description="${d.replace(/"/g, "'")}", algs="${DPOP_CHALLENGE_ALGS}"` } : {};
+    this.headers = atResource ? { 'www-authenticate': dpopChallenge('invalid_dpop_proof', d) } : {};
   }
 }
 // RFC 9449 §8: the proof must carry the server's nonce; the current one is in DPoP-Nonce
@@ -136,7 +137,7 @@ export class UseDpopNonce extends OAuthError {
   constructor(nonce: string, d = 'the DPoP proof must carry the server nonce', atResource = false) {
     super('use_dpop_nonce', d);
     this.statusCode = atResource ? 401 : 400;
-    this.headers = { 'dpop-nonce': nonce, ...(atResource ? { 'www-authenticate': `DPoP error="use_dpop_nonce", error_description="${d}", algs="${DPOP_CHALLENGE_ALGS}"` } : {}) };
+    this.headers = { 'dpop-nonce': nonce, ...(atResource ? { 'www-authenticate': dpopChallenge('use_dpop_nonce', d) } : {}) };
   }
 }
 /** An invalid_token answer to a request that used the DPoP scheme (RFC 9449 §7.1): a DPoP challenge. */
@@ -145,6 +146,6 @@ export class InvalidDpopToken extends OAuthError {
   override readonly headers: Record<string, string>;
   constructor(d = 'the access token is invalid') {
     super('invalid_token', d);
-    this.headers = { 'www-authenticate': `DPoP error="invalid_token", error_description="${d.replace(/"/g, "'")}", algs="${DPOP_CHALLENGE_ALGS}"` };
+    this.headers = { 'www-authenticate': dpopChallenge('invalid_token', d) };
   }
 }
