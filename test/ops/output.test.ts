@@ -112,6 +112,12 @@ t.test('server output: JSON when piped, pretty with LOG_FORMAT=pretty, the ready
   t.equal(ready.issuer, `http://localhost:${port}`);
   t.equal(ready.database, 'pglite');
   t.match(ready.next, [/latchkey users create/, /latchkey clients create/], 'the next steps, on a fresh database');
+  // the access line (written without pino's redaction pass: its fields are whitelisted)
+  const access = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'request completed')!;
+  t.match(access, { level: 30, reqId: /^req-/, req: { method: 'GET', url: '/no-such?code=[redacted]', remoteAddress: '127.0.0.1' }, res: { statusCode: 404 }, responseTime: Number }, 'one line per request: method, redacted URL, address, status, time');
+  t.same(Object.keys(access.req as object).sort(), ['method', 'remoteAddress', 'url'], 'no other request field (no headers)');
+  t.same(Object.keys(access.res as object), ['statusCode'], 'no reply header');
+  t.notOk(json.stdout().includes(marker), 'the query value is nowhere');
 
   const port2 = await freePort();
   const pretty = await startServer({ PORT: String(port2), DATABASE_URL: 'memory:', LOG_FORMAT: 'pretty', CWD: tempDir('latchkey-out-'), METRICS_PORT: '0' });

@@ -10,9 +10,10 @@ import { firstUnstorable } from '../../protocol/storable-text.js';
 
 export const inputSanity = fp(
   async (app: FastifyInstance) => {
-    app.addHook('preValidation', async (req) => {
+    // a callback hook, not an async one: no promise and microtask per request
+    app.addHook('preValidation', (req, _reply, done) => {
       const bad = firstUnstorable(req.params) ?? firstUnstorable(req.query) ?? firstUnstorable(req.body);
-      if (bad !== undefined) throw new InvalidRequest(`${bad.slice(0, 64)} contains a NUL or another character that cannot be stored`);
+      done(bad === undefined ? undefined : new InvalidRequest(`${bad.slice(0, 64)} contains a NUL or another character that cannot be stored`));
     });
   },
   { name: 'latchkey-input-sanity' },
