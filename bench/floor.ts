@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { cannon } from './lib/cannon.js';
 import { basicAuth, createAgent, form, json, request } from './lib/http.js';
-import { cpuMs, freePort, installCleanup, startChild, stopAll } from './lib/procs.js';
+import { cpuMs, freePort, installCleanup, pgBackendCpu, pgCpuBetween, startChild, stopAll } from './lib/procs.js';
 import { drive, fmt, median, type RunResult } from './lib/stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -55,16 +55,10 @@ for (let i = 0; ; i++) {
 
 const auth = basicAuth('floor-client', 'floor-secret-floor-secret-floor-secret');
 const formHeaders = { 'content-type': 'application/x-www-form-urlencoded', authorization: auth };
-const cc = json<{ access_token: string }>(await request(`${base}/token`, { method: 'POST', headers: formHeaders, body: form({ grant_type: 'client_credentials', scope: 'api:read', resource: 'https://api.example' }) }));
+const ccBody = form({ grant_type: 'client_credentials', scope: 'api:read', resource: 'https://api.example' });
+const cc = json<{ access_token: string }>(await request(`${base}/token`, { method: 'POST', headers: formHeaders, body: ccBody }));
 if (!cc.access_token) throw new Error('floor: client_credentials gave no token');
 await request(`${base}/register-token`, { method: 'POST', headers: formHeaders, body: form({ token: cc.access_token }) });
-
-async function backendsCpu(): Promise<number> {
-  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [args.db]);
-  let ms = 0;
-  for (const { pid } of rows) ms += cpuMs(pid) ?? 0;
-  return ms;
-}
 
 interface Row {
   workload: string;
@@ -74,7 +68,7 @@ interface Row {
 
 const agent = createAgent(64);
 const workloads: { name: string; run: (conn: number, ms: number) => Promise<RunResult> }[] = [
-  { name: 'client_credentials', run: (c, ms) => cannon({ url: `${base}/token`, method: 'POST', headers: formHeaders, body: form({ grant_type: 'client_credentials', scope: 'api:read', resource: 'https://api.example' }) }, c, ms) },
+  { name: 'client_credentials', run: (c, ms) => cannon({ url: `${base}/token`, method: 'POST', headers: formHeaders, body: ccBody }, c, ms) },
   { name: 'userinfo', run: (c, ms) => cannon({ url: `${base}/userinfo`, headers: { authorization: `Bearer ${cc.access_token}` } }, c, ms) },
   { name: 'introspect', run: (c, ms) => cannon({ url: `${base}/introspect`, method: 'POST', headers: formHeaders, body: form({ token: cc.access_token }) }, c, ms) },
   {
@@ -87,7 +81,6 @@ const workloads: { name: string; run: (conn: number, ms: number) => Promise<RunR
       };
       // fresh chains (outside the timed window): one family per connection
       const chains = await Promise.all(Array.from({ length: c }, async () => ({ rt: await refresh('new') })));
-      await admin.query(`SELECT 1`); // keep the admin connection warm
       return drive(chains, ms, async (ch) => {
         ch.rt = await refresh(ch.rt);
       });
@@ -108,10 +101,10 @@ for (const w of workloads) {
         await vac.end();
       }
       const n0 = cpuMs(server.pid) ?? 0;
-      const p0 = await backendsCpu();
+      const p0 = await pgBackendCpu(admin, args.db);
       const r = await w.run(conn, DURATION);
       const nodeMs = (cpuMs(server.pid) ?? 0) - n0;
-      const pgMs = (await backendsCpu()) - p0;
+      const pgMs = pgCpuBetween(p0, await pgBackendCpu(admin, args.db)).ms;
       row.runs.push({ r, nodeMs, pgMs });
       log(`floor ${w.name} @${conn} round ${i + 1}: ${fmt(r.rps)}/s p50 ${fmt(r.p50, 2)} p99 ${fmt(r.p99, 2)} errors ${r.errors} cpu ${fmt(nodeMs / r.requests, 3)}+pg ${fmt(pgMs / r.requests, 3)} ms/req`);
     }

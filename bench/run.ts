@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { PeerConfig } from './peer.js';
 import { discover, exchangeCode, loginSession, NotAvailable, type Endpoints, type Target } from './lib/oauth.js';
-import { cpuMs, freePort, installCleanup, rssMb, runToCompletion, startChild, stopAll, waitFor200, type Child } from './lib/procs.js';
+import { cpuMs, freePort, installCleanup, pgBackendCpu as backendCpuOf, pgCpuBetween, rssMb, runToCompletion, startChild, stopAll, waitFor200, type Child } from './lib/procs.js';
 import { fmt, median, medianOf, type RunResult } from './lib/stats.js';
 import { clientCredentialsWorkload, discovery, introspection, jwks, tokenKind, userinfo } from './workloads/stateless.js';
 import { authcodeSession, KEYCLOAK_LOGINS_PER_VCPU, passwordLogin, refreshWorkload } from './workloads/stateful.js';
@@ -238,26 +238,8 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The admin connection (to the `postgres` database, so its own backend is never counted). */
 let admin: pg.Client | undefined;
 
-/** CPU ms so far of each client backend connected to `db` (pg_stat_activity + /proc/<pid>/stat). */
-async function pgBackendCpu(db: string): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  if (!admin) return out;
-  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
-  for (const { pid } of rows) {
-    const ms = cpuMs(pid);
-    if (ms !== undefined) out.set(pid, ms);
-  }
-  return out;
-}
-
-/** CPU the backends used between two samples: a backend new at the end counts whole (it started during the run). */
-function pgCpuBetween(before: Map<number, number>, after: Map<number, number>): { ms: number; lost: number } {
-  let ms = 0;
-  for (const [pid, v] of after) ms += v - (before.get(pid) ?? 0);
-  let lost = 0;
-  for (const pid of before.keys()) if (!after.has(pid)) lost++;
-  return { ms, lost };
-}
+/** CPU ms so far of each client backend connected to `db` (none before the admin connection is up). */
+const pgBackendCpu = async (db: string): Promise<Map<number, number>> => (admin ? backendCpuOf(admin, db) : new Map());
 
 /** Workloads that write rows on every request: their tables are vacuumed before each measured run. */
 const ROTATION_TABLES = 'refresh_tokens, refresh_families, login_sessions, interactions, audit_events';

@@ -60,13 +60,12 @@ class OneLinePerRequest extends LogController {
    * a path walk of every field, for the wildcard paths) cost about 5% of a token request's CPU.
    * An errored request's line carries the error, and goes through the redacting request logger.
    */
-  access: FastifyBaseLogger | undefined;
+  access!: FastifyBaseLogger;
   override requestCompleted(error: Error | null | undefined, req: FastifyRequest, reply: FastifyReply): void {
     if (!error && this.isLogDisabled(req) && reply.statusCode < 400) return;
     const responseTime = Math.round(reply.elapsedTime * 10) / 10;
     if (error) reply.log.error({ req, res: reply, err: error, responseTime }, 'request errored');
-    else if (this.access) this.access.info({ reqId: req.id, req, res: reply, responseTime }, 'request completed');
-    else reply.log.info({ req, res: reply, responseTime }, 'request completed');
+    else this.access.info({ reqId: req.id, req, res: reply, responseTime }, 'request completed');
   }
 }
 

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import type pg from 'pg';
 import { request } from './http.js';
 
 const children = new Set<ChildProcess>();
@@ -176,6 +177,29 @@ export function cpuMs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU ms so far of each client backend connected to `db` (pg_stat_activity + /proc/<pid>/stat), read
+ * through `admin`, a connection to another database (so that its own backend is never counted).
+ */
+export async function pgBackendCpu(admin: pg.Client, db: string): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [db]);
+  for (const { pid } of rows) {
+    const ms = cpuMs(pid);
+    if (ms !== undefined) out.set(pid, ms);
+  }
+  return out;
+}
+
+/** CPU the backends used between two samples: a backend new at the end counts whole (it started during the run). */
+export function pgCpuBetween(before: Map<number, number>, after: Map<number, number>): { ms: number; lost: number } {
+  let ms = 0;
+  for (const [pid, v] of after) ms += v - (before.get(pid) ?? 0);
+  let lost = 0;
+  for (const pid of before.keys()) if (!after.has(pid)) lost++;
+  return { ms, lost };
 }
 
 // USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK)
