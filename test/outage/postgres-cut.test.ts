@@ -3,9 +3,17 @@
 // (the second replica, which keeps working). Every answer of A during the cut is 200 (the stateless
 // paths, within the outage grace) or 503 with Retry-After, never a 500; past the grace (A's clock
 // is moved on, no sleeping) everything but the health checks is 503; after restoration the first
-// success comes within 1 s, no refresh chain is broken, and a revocation committed through B
-// during the cut is refused by A within 1 s of its reconnection. One warning is logged for the
-// outage. Durations are asserted only by polling with a deadline.
+// success comes soon (below), no refresh chain is broken, and a revocation committed through B
+// during the cut is refused by A soon after its reconnection. One warning is logged for the
+// outage.
+//
+// How soon is measured, not asserted to the millisecond: A probes every 100 ms while the database
+// is away (test/outage/db-health.test.ts checks that it serves from the first successful probe,
+// with nothing else to wait for), and its LISTEN connection retries every 500 ms, so on a quiet
+// machine the first success comes 100-250 ms after the restoration and the revocation is seen
+// within the second. The deadlines here are 3 s: below the 5 s connection timeout, so a recovery
+// that waited for a timed-out connection, a backoff or the grace would still fail, and above what
+// four parallel test files on two cores (CI) can add; the measured times are printed.
 import t from 'tap';
 import { decodeJwt } from 'jose';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +30,8 @@ t.teardown(dropCreatedDatabases);
 const REDIRECT = 'http://127.0.0.1:9999/cb';
 const API = 'https://api.example.com';
 const GRACE = 30;
+// see the header: what the test allows for the recovery, not what it takes (100-250 ms on a quiet machine)
+const RECOVERY_DEADLINE_MS = 3000;
 const SCOPE = 'openid profile offline_access api:read';
 
 type Phase = 'before' | 'cut' | 'past' | 'restored';
@@ -193,12 +203,13 @@ t.test('a cut between a replica and Postgres, under load', { skip: postgresOnly 
     phase = 'restored';
     const restoredAt = Date.now();
     proxy.resume();
-    const firstSuccess = await waitFor(async () => answers.find((x) => x.phase === 'restored' && x.status === 200 && (x.path === 'refresh' || x.path === 'client_credentials')), 1000, 5);
-    t.ok(firstSuccess, `a first success within 1 s of the restoration (${firstSuccess.path}, after ${Date.now() - restoredAt} ms)`);
+    const firstSuccess = await waitFor(async () => answers.find((x) => x.phase === 'restored' && x.status === 200 && (x.path === 'refresh' || x.path === 'client_credentials')), RECOVERY_DEADLINE_MS, 5);
+    t.ok(firstSuccess, `a first success soon after the restoration (${firstSuccess.path}, after ${Date.now() - restoredAt} ms)`);
     await t.resolves(
-      waitFor(async () => ((await userinfo(victim.access_token)).status === 401 ? true : undefined), 1000, 10),
-      'the revocation committed through B during the cut is refused by A within 1 s of its reconnection',
+      waitFor(async () => ((await userinfo(victim.access_token)).status === 401 ? true : undefined), RECOVERY_DEADLINE_MS, 10),
+      'the revocation committed through B during the cut is refused by A soon after its reconnection',
     );
+    t.comment(`the revocation refused by A ${Date.now() - restoredAt} ms after the restoration`);
     t.equal((await introspect(victim.access_token)).body.active, false, 'and is inactive at /introspect');
     await waitFor(async () => (answers.filter((x) => x.phase === 'restored' && x.path === 'refresh' && x.status === 200).length >= 4 ? true : undefined), 10_000, 10);
     const resumed = await browser.follow(await browser.post(form.action, { ...form.fields, username: 'otto@example.com', password: 'otto password 1' }));
