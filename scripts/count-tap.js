@@ -1,5 +1,6 @@
-// Reads a TAP stream (tap -R tap) on stdin and prints `N passed, N failed, N skipped` counting the
-// real test points at every depth (leaf assertions; a subtest's summary point is not counted twice).
+// Reads TAP streams (tap -R tap) — the files named on the command line, or stdin — and prints
+// `N passed, N failed, N skipped` over all of them, counting the real test points at every depth
+// (leaf assertions; a subtest's summary point is not counted twice).
 import { Parser } from 'tap-parser';
 
 let passed = 0;
@@ -30,10 +31,24 @@ function watch(parser) {
   });
 }
 
-const p = new Parser({ passes: true });
-watch(p);
-p.on('complete', (final) => {
-  if (!final.ok && failed === 0) failed = 1; // the run failed in a way no point shows
-  process.stdout.write(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
-});
-process.stdin.pipe(p);
+import fs from 'node:fs';
+
+const files = process.argv.slice(2);
+const streams = files.length ? files.map((f) => fs.createReadStream(f)) : [process.stdin];
+let incomplete = false;
+await Promise.all(
+  streams.map(
+    (stream) =>
+      new Promise((resolve) => {
+        const p = new Parser({ passes: true });
+        watch(p);
+        p.on('complete', (final) => {
+          if (!final.ok) incomplete = true;
+          resolve();
+        });
+        stream.pipe(p);
+      }),
+  ),
+);
+if (incomplete && failed === 0) failed = 1; // a run failed in a way no point shows
+process.stdout.write(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);

@@ -5,6 +5,7 @@
 import t from 'tap';
 import { ManualClock } from '../../src/clock.js';
 import { DbHealth } from '../../src/db/health.js';
+import { waitFor } from '../helpers/process.js';
 
 const connectionError = (): Error => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
 
@@ -37,13 +38,7 @@ function setup(failures: number) {
   return { clock, health, logs, get probes() { return probes; }, get maxInFlight() { return maxInFlight; }, restore: () => { failing = 0; } };
 }
 
-const until = async (cond: () => boolean, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met');
-    await new Promise((r) => setTimeout(r, 1));
-  }
-};
+const until = (cond: () => boolean) => waitFor(async () => (cond() ? true : undefined), 5000, 1);
 
 t.test('a query failure begins an outage; the first successful probe ends it', async (t) => {
   const s = setup(4);
