@@ -3,10 +3,10 @@
 // sessions, in one transaction.
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { endUserSessions } from '../store/login-sessions.js';
+import { endUserSessions, lockUserSessions } from '../store/login-sessions.js';
 import { clientDenyKey, denylist, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
 import { queueFamilyLogout, queueUserLogout } from '../store/logout-outbox.js';
-import { deleteUser, setPasswordHash, setUserDisabled } from '../store/users.js';
+import { deleteUser, lockUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
 import { metrics, type RevocationCause } from '../metrics/metrics.js';
 
@@ -22,11 +22,24 @@ async function counted<T extends EndedAccess | number | boolean>(cause: Revocati
   return result;
 }
 
+/**
+ * Ends every family and login session of the user, atomically against a code redeemed or a login
+ * completing at the same moment (each statement below is READ COMMITTED, so each sees what
+ * committed before it ran):
+ * - the user row is locked first, so a login re-checking its user (FOR SHARE) waits for this
+ *   transaction and then sees the new password or the disabled flag;
+ * - the live sessions are locked next: a redemption holding one FOR SHARE commits its family before
+ *   this goes on, and one that comes later waits and then finds its session ended;
+ * - sessions end before the families are revoked, so a family redeemed from a session that began
+ *   after the lock is revoked too.
+ */
 async function endAllAccess(db: Kysely<Database>, userId: string, reason: RevocationCause, at: Date): Promise<EndedAccess> {
+  await lockUser(db, userId, 'update');
+  await lockUserSessions(db, userId);
   // Back-Channel Logout notices first: they are found among the families and sessions still live
   await queueUserLogout(db, userId, reason, at);
-  const families = await revokeFamiliesWhere(db, { userId }, reason, at);
   const sessions = await endUserSessions(db, userId, at);
+  const families = await revokeFamiliesWhere(db, { userId }, reason, at);
   return { families_revoked: families, sessions_ended: sessions };
 }
 

@@ -104,6 +104,11 @@ export async function endSessionBySid(db: Kysely<Database>, sid: string, at: Dat
   return Number(r.numUpdatedRows) > 0;
 }
 
+/** Lock the user's live sessions: a code redemption holding one FOR SHARE is waited for (and its family then seen). */
+export async function lockUserSessions(db: Kysely<Database>, userId: string): Promise<void> {
+  await db.selectFrom('login_sessions').select('sid').where('user_id', '=', userId).where('ended_at', 'is', null).forUpdate().execute();
+}
+
 export async function endUserSessions(db: Kysely<Database>, userId: string, at: Date): Promise<number> {
   const r = await db.updateTable('login_sessions').set({ ended_at: at }).where('user_id', '=', userId).where('ended_at', 'is', null).executeTakeFirst();
   return Number(r.numUpdatedRows);

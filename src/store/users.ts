@@ -61,6 +61,17 @@ export async function setPasswordHash(db: Kysely<Database>, id: string, password
   await db.updateTable('users').set({ password_hash: passwordHash, updated_at: at }).where('id', '=', id).execute();
 }
 
+/**
+ * Lock the user row for the rest of the transaction. `update` (FOR NO KEY UPDATE) is taken by every
+ * path that ends all of a user's access; `share` (FOR SHARE) by a login creating a session, so the
+ * two serialize on the row — while the foreign keys' KEY SHARE locks (a family or session inserted
+ * for the user) conflict with neither, which keeps a concurrent code redemption from deadlocking.
+ */
+export async function lockUser(db: Kysely<Database>, id: string, mode: 'update' | 'share'): Promise<Pick<User, 'password_hash' | 'disabled'> | undefined> {
+  const q = db.selectFrom('users').select(['password_hash', 'disabled']).where('id', '=', id);
+  return (mode === 'update' ? q.forNoKeyUpdate() : q.forShare()).executeTakeFirst();
+}
+
 export async function deleteUser(db: Kysely<Database>, id: string): Promise<boolean> {
   const r = await db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
   return Number(r.numDeletedRows) > 0;

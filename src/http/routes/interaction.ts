@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AccessDenied, OAuthError, TooManyFailures } from '../../errors.js';
 import { consumeInteraction, InteractionTooLarge, MAX_SEALED_INTERACTION, openInteraction, sealInteraction, type Interaction } from '../../store/interactions.js';
-import { findUserByEmail, findUserById, setPasswordHash } from '../../store/users.js';
+import { findUserByEmail, findUserById, lockUser, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
 import { audiencesToConsent, rememberConsent } from '../../store/consents.js';
@@ -200,23 +200,36 @@ export function registerInteraction(app: FastifyInstance, svc: Services): void {
         return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
       }
       await attempt.uncount();
-      if (svc.rt.passwords.needsRehash(user.password_hash)) {
-        await setPasswordHash(svc.rt.db, user.id, await svc.rt.passwords.hash(password), svc.now());
-      }
+      const verified = user;
+      const rehash = svc.rt.passwords.needsRehash(verified.password_hash) ? await svc.rt.passwords.hash(password) : undefined;
       // a new session id at every login (no fixation); the previous one ends
       const previous = readSignedCookie(req, svc.cookies.session);
       if (previous) {
         await endSessionByCookie(svc.rt.db, previous, svc.now());
         svc.sessions.invalidate(digest(previous));
       }
-      const { cookieValue, session } = await createLoginSession(svc.rt.db, {
-        userId: user.id,
-        at: svc.now(),
-        idleTtl: config.sessionIdleTtl,
-        absoluteTtl: config.sessionAbsoluteTtl,
-        ip: req.ip,
-        userAgent: req.headers['user-agent'],
+      // The user row was read before argon2: a new password, a disable or a "logout everywhere"
+      // may have committed since. The session is created only if the hash just verified is still
+      // the user's and the user is active, under a lock those changes wait for (src/accounts/lifecycle.ts).
+      const created = await svc.rt.db.transaction().execute(async (trx) => {
+        const current = await lockUser(trx, verified.id, rehash ? 'update' : 'share');
+        if (!current || current.disabled || current.password_hash !== verified.password_hash) return undefined;
+        if (rehash) await setPasswordHash(trx, verified.id, rehash, svc.now());
+        return createLoginSession(trx, {
+          userId: verified.id,
+          at: svc.now(),
+          idleTtl: config.sessionIdleTtl,
+          absoluteTtl: config.sessionAbsoluteTtl,
+          ip: req.ip,
+          userAgent: req.headers['user-agent'],
+        });
       });
+      if (!created) {
+        metrics.logins.inc({ result: 'failure' });
+        await svc.audit(req, { type: 'login.failure', userId: user.id, clientId: i.clientId, details: { reason: 'credentials_changed' } });
+        return renderLogin(reply, req.params.id, i, 401, GENERIC_LOGIN_ERROR, email);
+      }
+      const { cookieValue, session } = created;
       reply.setCookie(svc.cookies.session, cookieValue, cookieOptions(config, config.sessionAbsoluteTtl));
       metrics.logins.inc({ result: 'success' });
       await svc.audit(req, { type: 'login.success', userId: user.id, clientId: i.clientId, details: { sid: session.sid } });
