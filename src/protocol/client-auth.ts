@@ -10,6 +10,7 @@ import type { Client } from '../store/clients.js';
 import { InvalidClient, InvalidRequest } from '../errors.js';
 import { matchesDigest } from '../tokens/opaque.js';
 import { CLIENT_ASSERTION_ALGS } from './client-jwks.js';
+import { isStorableText } from './storable-text.js';
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const MAX_ASSERTION_LIFETIME = 300;
@@ -19,6 +20,15 @@ export interface ClientCredentials {
   clientId: string;
   secret?: string;
   assertion?: string;
+}
+
+/**
+ * A client id decoded from Basic (percent-decoding can make a NUL) or read from an unverified
+ * assertion's `sub` never went through the input check: one Postgres cannot store is no client.
+ */
+function storableId(c: ClientCredentials): ClientCredentials {
+  if (!isStorableText(c.clientId)) throw new InvalidClient('malformed client_id');
+  return c;
 }
 
 /** Which client, by which method (no verification yet). Throws InvalidRequest / InvalidClient. */
@@ -62,9 +72,9 @@ export function extractClientCredentials(authorization: string | undefined, para
   if (methods.length === 1) {
     const c = methods[0]!;
     if (params.client_id !== undefined && params.client_id !== c.clientId) throw new InvalidRequest('client_id does not match the authenticated client');
-    return c;
+    return storableId(c);
   }
-  if (params.client_id) return { method: 'none', clientId: params.client_id };
+  if (params.client_id) return storableId({ method: 'none', clientId: params.client_id });
   throw new InvalidClient('client authentication is required');
 }
 
