@@ -63,6 +63,7 @@ export interface IdTokenHint {
   sub: string;
   aud: string[];
   sid?: string;
+  exp?: number;
 }
 
 /**
@@ -82,12 +83,15 @@ export async function verifyIdTokenHint(deps: Pick<TokenDeps, 'config' | 'keysto
       },
       { algorithms: [...new Set(deps.keystore.list().map((k) => k.alg))] },
     );
-    // an access token is not an ID token
+    // an access token (at+jwt), a logout token (logout+jwt) or a status list is not an ID token
     if (protectedHeader.typ !== undefined && protectedHeader.typ !== 'JWT') return undefined;
     const claims = decodeJwt(hint);
+    // Back-Channel Logout 1.0 §2.4: a logout token carries `events`, an ID token never does
+    if (claims.events !== undefined) return undefined;
     if (claims.iss !== deps.config.issuer || typeof claims.sub !== 'string' || claims.aud === undefined) return undefined;
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-    return { sub: claims.sub, aud, ...(typeof claims.sid === 'string' ? { sid: claims.sid } : {}) };
+    if (aud.length === 0 || !aud.every((a) => typeof a === 'string')) return undefined;
+    return { sub: claims.sub, aud, ...(typeof claims.sid === 'string' ? { sid: claims.sid } : {}), ...(typeof claims.exp === 'number' ? { exp: claims.exp } : {}) };
   } catch {
     return undefined;
   }

@@ -10,6 +10,8 @@ import { authorizeState, loginAndRedeem } from '../helpers/flow.js';
 import { Browser, parseForm, type Step } from '../helpers/http-login.js';
 import { findUserById } from '../../src/store/users.js';
 import { signIdToken } from '../../src/tokens/id-token.js';
+import { BACKCHANNEL_LOGOUT_EVENT, signLogoutToken } from '../../src/tokens/logout-token.js';
+import { signJwt } from '../../src/tokens/access-token.js';
 
 t.teardown(dropCreatedDatabases);
 
@@ -89,6 +91,30 @@ for (const backend of backends()) {
       const page = await logout(browser, noSid);
       t.equal(await state(browser), 'sso', 'still logged in');
       await confirmed(t, browser, page);
+    });
+
+    // issue 23, finding 9: a back-channel logout token of this very session (same iss, aud, sub,
+    // sid, signed by our key) is no ID token: it is refused as a hint, and the session stays
+    await t.test('a logout token, or a JWT with an events claim, is not an id_token_hint', async (t) => {
+      const browser = new Browser(issuer);
+      await login(browser);
+      const row = await e.rt.db.selectFrom('login_sessions').select('sid').where('user_id', '=', userId).where('ended_at', 'is', null).orderBy('created_at', 'desc').executeTakeFirstOrThrow();
+      const logoutToken = await signLogoutToken(e.rt, { clientId: app.clientId, alg: 'RS256', jti: 'lt-1', sub: userId, sid: row.sid });
+      const key = e.rt.keystore.signingKey('RS256');
+      const now = Math.floor(e.clock.now() / 1000);
+      const withEvents = await signJwt(
+        { iss: issuer, aud: app.clientId, sub: userId, sid: row.sid, iat: now, exp: now + 300, events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } },
+        { alg: key.alg, kid: key.kid, typ: 'JWT' },
+        key.privateKey,
+      );
+      for (const [name, hint] of [['a logout token (typ logout+jwt)', logoutToken], ['typ JWT with events', withEvents]] as const) {
+        const before = await liveSessions();
+        const step = await logout(browser, hint);
+        t.equal(step.status, 400, `${name}: refused as a hint`);
+        t.equal(step.location, undefined, `${name}: no redirect`);
+        t.equal(await liveSessions(), before, `${name}: no session ended`);
+        t.equal(await state(browser), 'sso', `${name}: still logged in`);
+      }
     });
 
     await t.test('a current ID token of this session logs out without a question', async (t) => {

@@ -7,7 +7,7 @@
 // token cannot end a session with a cross-site GET. post_logout_redirect_uri must match a
 // registered one exactly, else we show an error page and never redirect.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { compactVerify } from 'jose';
+import { verifyIdTokenHint } from '../../tokens/id-token.js';
 import { Type } from 'typebox';
 import { endSessionByCookie } from '../../store/login-sessions.js';
 import { digest } from '../../tokens/opaque.js';
@@ -33,28 +33,12 @@ interface HintClaims {
 export function registerEndSession(app: FastifyInstance, svc: Services): void {
   const { config } = svc;
 
+  /** One check for every id_token_hint (src/tokens/id-token.ts), plus whether it is still current. */
   async function verifyHint(hint: string): Promise<HintClaims | undefined> {
-    try {
-      // signature by one of our keys (pinned algorithms); an expired hint still identifies the RP
-      const { payload, protectedHeader } = await compactVerify(
-        hint,
-        (h) => {
-          const k = h.kid ? svc.rt.keystore.verificationKey(h.kid) : undefined;
-          if (!k || k.alg !== h.alg) throw new Error('unknown key');
-          return k.publicKey;
-        },
-        { algorithms: svc.rt.keystore.list().map((k) => k.alg) },
-      );
-      if (protectedHeader.typ === 'at+jwt') return undefined;
-      const claims = JSON.parse(new TextDecoder().decode(payload)) as { iss?: unknown; sub?: unknown; aud?: unknown; sid?: unknown; exp?: unknown };
-      if (claims.iss !== config.issuer || typeof claims.sub !== 'string') return undefined;
-      const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === 'string') ? (claims.aud as string[]) : [];
-      if (aud.length === 0) return undefined;
-      const current = typeof claims.exp === 'number' && svc.now().getTime() < (claims.exp + config.clockLeewaySeconds) * 1000;
-      return { sub: claims.sub, aud, sid: typeof claims.sid === 'string' ? claims.sid : undefined, current };
-    } catch {
-      return undefined;
-    }
+    const h = await verifyIdTokenHint(svc.rt, hint);
+    if (!h) return undefined;
+    const current = h.exp !== undefined && svc.now().getTime() < (h.exp + config.clockLeewaySeconds) * 1000;
+    return { sub: h.sub, aud: h.aud, sid: h.sid, current };
   }
 
   const csrfBinding = (req: FastifyRequest) => readSignedCookie(req, svc.cookies.session) ?? 'anonymous';
