@@ -3,6 +3,7 @@
 // header chooses nothing: keys come only from the client's registration (never `jku`, `x5u` or an
 // embedded `jwk`), and unsigned objects (`alg: none`) are refused by the pinned list.
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { isStorableText } from './storable-text.js';
 import type { Client } from '../store/clients.js';
 import { CLIENT_ASSERTION_ALGS } from './client-jwks.js';
 import { UnsafeRequestError, type RawParams } from './authorization-request.js';
@@ -24,6 +25,17 @@ export interface RequestObjectDeps {
 
 const invalid = (d: string) => new UnsafeRequestError('invalid_request_object', d);
 
+/** Every member name and string value, at any depth (at most 32 levels), is storable text. */
+function storableTree(value: unknown, depth = 0): boolean {
+  if (typeof value === 'string') return isStorableText(value);
+  if (value === null || typeof value !== 'object') return true;
+  if (depth >= 32) return false;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (!isStorableText(k) || !storableTree(v, depth + 1)) return false;
+  }
+  return true;
+}
+
 export async function openRequestObject(jwt: string, client: Client, deps: RequestObjectDeps): Promise<RawParams> {
   if (!client.jwks) throw invalid('the client has no registered keys to verify a request object');
   if (jwt.length > MAX_REQUEST_OBJECT_LENGTH) throw invalid('the request object is too large');
@@ -44,6 +56,8 @@ export async function openRequestObject(jwt: string, client: Client, deps: Reque
     throw invalid('the request object signature or claims are invalid');
   }
   if (!ACCEPTED_TYP.has(typ)) throw invalid('the request object has the wrong typ');
+  // its members are stored (PAR) and echoed as text and jsonb: Postgres stores neither NUL nor a lone surrogate
+  if (!storableTree(payload)) throw invalid('the request object holds text that cannot be stored (NUL or a lone surrogate) or is nested too deep');
   const nowSec = Math.floor(deps.now.getTime() / 1000);
   const exp = payload.exp as number;
   const start = typeof payload.nbf === 'number' ? payload.nbf : typeof payload.iat === 'number' ? payload.iat : nowSec;
