@@ -27,7 +27,7 @@ import { createServices } from './http/services.js';
 import { grants } from './grants/registry.js';
 import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
 import { DenylistView } from './tokens/denylist-view.js';
-import { familyDenyKey } from './store/refresh-families.js';
+import { familyDenyKey, statusDenyKey } from './store/refresh-families.js';
 import { SessionCache } from './store/session-cache.js';
 import { startPruning } from './store/pruning.js';
 import { InvalidToken } from './errors.js';
@@ -36,7 +36,7 @@ import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
 import { registerAdmin } from './http/routes/admin.js';
 import { StaticResponses } from './http/static-responses.js';
-import { StatusLists } from './tokens/status-list.js';
+import { StatusLists, statusIndexOf } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
 import { LogoutDelivery } from './backchannel/delivery.js';
 import { DbHealth } from './db/health.js';
@@ -174,8 +174,12 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {
-      const denied = claims.fid ? await denylist.isDenied(claims.jti, familyDenyKey(claims.fid)) : await denylist.isDenied(claims.jti);
-      if (denied) throw new InvalidToken('the access token was revoked');
+      // the token itself, its family, and its status index (a client_credentials sibling of a revoked token)
+      const keys = [claims.jti];
+      if (claims.fid) keys.push(familyDenyKey(claims.fid));
+      const statusIdx = statusIndexOf(config.issuer, claims.status);
+      if (statusIdx !== undefined) keys.push(statusDenyKey(statusIdx));
+      if (await denylist.isDenied(...keys)) throw new InvalidToken('the access token was revoked');
     },
   };
 

@@ -4,7 +4,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import { endUserSessions, lockUserSessions } from '../store/login-sessions.js';
-import { clientDenyKey, denylist, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
+import { denylist, statusDenyKey, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
 import { queueFamilyLogout, queueUserLogout } from '../store/logout-outbox.js';
 import { deleteUser, lockUser, setPasswordHash, setUserDisabled } from '../store/users.js';
 import { deleteClient } from '../store/clients.js';
@@ -98,7 +98,7 @@ export function removeClient(db: Kysely<Database>, clientId: string, at: Date, a
   return counted('client_deleted', db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
     const row = await trx.selectFrom('clients').select('cc_status_idx').where('client_id', '=', clientId).executeTakeFirst();
-    if (row) await denylist(trx, [{ jti: clientDenyKey(clientId), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: row.cc_status_idx }], at);
+    if (row) await denylist(trx, [{ jti: statusDenyKey(row.cc_status_idx), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: row.cc_status_idx }], at);
     await deleteClient(trx, clientId);
     return n;
   }));

@@ -22,7 +22,12 @@ export const DENYLIST_RETENTION_SECONDS = 300;
 export const familyDenyKey = (familyId: string): string => `family:${familyId}`;
 
 /** The denylist key that sets a deleted client's client_credentials status index (no endpoint asks for it). */
-export const clientDenyKey = (clientId: string): string => `client:${clientId}`;
+/**
+ * Every token that carries this status index (a client_credentials client's tokens share one until
+ * it moves on): listed until the longest-lived of them has expired, refused by our endpoints as the
+ * status list refuses it at resource servers.
+ */
+export const statusDenyKey = (statusIdx: string | number): string => `status:${statusIdx}`;
 
 export interface NewFamily {
   id: string;
@@ -75,6 +80,8 @@ export interface PresentedRefreshToken {
   idleExpiresAt: Date;
   absoluteExpiresAt: Date;
   userDisabled: boolean;
+  /** RFC 9449 §5: the proof key a public client's family is bound to. */
+  dpopJkt: string | null;
   /** It is the family's live token (the current generation; for a token from before the sealing, unconsumed). */
   current: boolean;
   issuedAt: Date;
@@ -91,7 +98,7 @@ export async function findRefreshToken(db: Kysely<Database>, secret: Buffer, tok
   const q = db
     .selectFrom('refresh_families as f')
     .innerJoin('users as u', 'u.id', 'f.user_id')
-    .select(['f.id', 'f.client_id', 'f.user_id', 'f.scopes', 'f.revoked_at', 'f.idle_expires_at', 'f.absolute_expires_at', 'f.generation', 'u.disabled']);
+    .select(['f.id', 'f.client_id', 'f.user_id', 'f.scopes', 'f.revoked_at', 'f.idle_expires_at', 'f.absolute_expires_at', 'f.generation', 'f.dpop_jkt', 'u.disabled']);
   if (sealed) {
     const row = await q.where('f.id', '=', sealed.familyId).executeTakeFirst();
     return row && { ...summary(row), current: row.generation === sealed.generation, issuedAt: sealed.issuedAt };
@@ -104,8 +111,9 @@ export async function findRefreshToken(db: Kysely<Database>, secret: Buffer, tok
   return row && { ...summary(row), current: row.consumed_at === null, issuedAt: row.created_at };
 }
 
-const summary = (row: { id: string; client_id: string; user_id: string; scopes: string[]; revoked_at: Date | null; idle_expires_at: Date; absolute_expires_at: Date; disabled: boolean }) => ({
+const summary = (row: { id: string; client_id: string; user_id: string; scopes: string[]; revoked_at: Date | null; idle_expires_at: Date; absolute_expires_at: Date; disabled: boolean; dpop_jkt: string | null }) => ({
   familyId: row.id,
+  dpopJkt: row.dpop_jkt,
   clientId: row.client_id,
   userId: row.user_id,
   scopes: row.scopes,

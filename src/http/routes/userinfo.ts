@@ -10,7 +10,7 @@ import type { Services } from '../services.js';
 
 export interface AccessTokenGuard {
   /** Throws InvalidToken when the token was revoked (denylisted jti, revoked family). */
-  assertNotRevoked(claims: { jti: string; fid?: string; sid?: string }): Promise<void>;
+  assertNotRevoked(claims: { jti: string; fid?: string; sid?: string; status?: unknown }): Promise<void>;
 }
 
 export function bearerToken(req: FastifyRequest): string | undefined {
