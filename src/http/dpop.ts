@@ -20,15 +20,31 @@ export function requestHtu(svc: Services, req: FastifyRequest): string {
  * `use_dpop_nonce` — answered before the client authenticates, so that answer changes nothing.
  */
 export async function endpointProof(svc: Services, req: FastifyRequest): Promise<VerifiedProof | undefined> {
-  const proof = dpopHeader(req.headers.dpop);
-  if (proof === undefined) return undefined;
-  return verifyDpopProof(proof, {
-    method: req.method,
-    url: requestHtu(svc, req),
-    now: svc.rt.clock.now(),
-    leeway: svc.config.clockLeewaySeconds,
-    ...(svc.config.dpopNonce ? { nonces: svc.dpopNonces } : {}),
-  });
+  if (req.headers.dpop === undefined) return undefined;
+  return limitedProof(svc, req, () =>
+    verifyDpopProof(dpopHeader(req.headers.dpop)!, {
+      method: req.method,
+      url: requestHtu(svc, req),
+      now: svc.rt.clock.now(),
+      leeway: svc.config.clockLeewaySeconds,
+      ...(svc.config.dpopNonce ? { nonces: svc.dpopNonces } : {}),
+    }),
+  );
+}
+
+/**
+ * A proof checked behind the per-address count of invalid proofs (src/http/plugins/failure-limits.ts):
+ * past CLIENT_AUTH_FAILURES_PER_IP in a window the address is refused (429) before its proof is
+ * parsed. A missing server nonce is the protocol's first step (RFC 9449 §8), not a failure.
+ */
+async function limitedProof(svc: Services, req: FastifyRequest, check: () => Promise<VerifiedProof>): Promise<VerifiedProof> {
+  const gate = await svc.limits.dpopProof.gate(req);
+  try {
+    return await check();
+  } catch (err) {
+    if (err instanceof InvalidDpopProof) await gate.failed();
+    throw err;
+  }
 }
 
 /** Record the proof's jti (shared by every replica); a proof seen before is refused. */
@@ -54,7 +70,7 @@ export function presentedToken(req: FastifyRequest): PresentedToken | undefined 
 }
 
 export interface RevocationGuard {
-  assertNotRevoked(claims: { jti: string; fid?: string; sid?: string }): Promise<void>;
+  assertNotRevoked(claims: { jti: string; fid?: string; sid?: string; status?: unknown }): Promise<void>;
 }
 
 /**
@@ -70,16 +86,17 @@ export async function verifyPresentedToken(svc: Services, req: FastifyRequest, p
     await opts.guard.assertNotRevoked(claims);
     return claims;
   }
-  const header = dpopHeader(req.headers.dpop, true);
-  if (header === undefined) throw new InvalidDpopProof('a DPoP proof is required with the DPoP scheme', true);
-  const proof = await verifyDpopProof(header, {
-    method: req.method,
-    url: requestHtu(svc, req),
-    now: svc.rt.clock.now(),
-    leeway: svc.config.clockLeewaySeconds,
-    accessToken: presented.token,
-    atResource: true,
-  });
+  if (req.headers.dpop === undefined) throw new InvalidDpopProof('a DPoP proof is required with the DPoP scheme', true);
+  const proof = await limitedProof(svc, req, () =>
+    verifyDpopProof(dpopHeader(req.headers.dpop, true)!, {
+      method: req.method,
+      url: requestHtu(svc, req),
+      now: svc.rt.clock.now(),
+      leeway: svc.config.clockLeewaySeconds,
+      accessToken: presented.token,
+      atResource: true,
+    }),
+  );
   let claims: AccessTokenClaims;
   try {
     ({ claims } = await verifyAccessToken(svc.rt, presented.token, { audience: opts.audience }));

@@ -5,7 +5,7 @@
 // (src/store/dpop-proofs.ts), asked only once every other check has passed, so a bad proof writes
 // nothing.
 import crypto from 'node:crypto';
-import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
 import { InvalidDpopProof, UseDpopNonce } from '../errors.js';
 
 /**
@@ -79,6 +79,22 @@ export function accessTokenHash(token: string): string {
   return crypto.createHash('sha256').update(token, 'ascii').digest('base64url');
 }
 
+/** base64url of 65537, the only RSA public exponent accepted. */
+const RSA_E = 'AQAB';
+const RSA_MIN_BITS = 2048;
+const RSA_MAX_BITS = 4096;
+
+// RSA verification costs grow with the exponent and the modulus: a proof with a huge e cost 7.5 ms
+// of CPU (1 ms with e = 65537), checked before the client authenticates (issue 23). RFC 7518 §3.3
+// asks for 2048 bits at least; every client library generates e = 65537.
+function checkRsaKey(jwk: JWK, fail: (d: string) => never): void {
+  if (jwk.e !== RSA_E) fail('the DPoP proof RSA key must have the public exponent 65537');
+  // RFC 7518 §6.3.1.1: n is the unsigned big-endian modulus without leading zero octets
+  const n = typeof jwk.n === 'string' && /^[A-Za-z0-9_-]+$/.test(jwk.n) ? Buffer.from(jwk.n, 'base64url') : undefined;
+  const bits = n && n.length > 0 && n[0] !== 0 ? n.length * 8 - Math.clz32(n[0]!) + 24 : 0;
+  if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) fail(`the DPoP proof RSA key must have a modulus of ${RSA_MIN_BITS} to ${RSA_MAX_BITS} bits`);
+}
+
 function withoutQuery(url: string): string | undefined {
   if (!URL.canParse(url)) return undefined;
   const u = new URL(url);
@@ -104,33 +120,22 @@ export async function verifyDpopProof(proof: string, req: ProofRequest): Promise
   if (PRIVATE_MEMBERS.some((m) => m in jwk!)) fail('the DPoP proof jwk must be a public key');
   if (jwk!.use !== undefined && jwk!.use !== 'sig') fail('the DPoP proof jwk must be a signing key');
   if (jwk!.alg !== undefined && jwk!.alg !== header.alg) fail('the DPoP proof jwk is for another algorithm');
-  let jkt: string;
-  let key;
-  try {
-    // the RFC 7638 members only: what identifies the key, whatever else the client put in the jwk
-    jkt = await calculateJwkThumbprint(jwk!, 'sha256');
-    key = await proofKey(jwk!, header.alg!, jkt);
-  } catch {
-    return fail('the DPoP proof jwk is not a usable public key for its algorithm');
-  }
+  if (jwk!.kty === 'RSA') checkRsaKey(jwk!, fail);
+  // the claims first, on the unverified payload: a proof for another request is refused before
+  // any key is imported or signature checked (the payload's bytes are those jwtVerify verifies)
   let payload;
   try {
-    ({ payload } = await jwtVerify(proof, key, {
-      algorithms: [header.alg!],
-      typ: 'dpop+jwt',
-      requiredClaims: ['jti', 'htm', 'htu', 'iat'],
-      currentDate: new Date(req.now),
-      clockTolerance: req.leeway,
-    }));
+    payload = decodeJwt(proof);
   } catch {
-    return fail('the DPoP proof signature or claims are invalid');
+    return fail('the DPoP proof payload is malformed');
   }
   const nowSec = req.now / 1000;
   if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH) fail('the DPoP proof jti is malformed');
   if (payload.htm !== req.method) fail('the DPoP proof htm does not match the request method');
   const htu = typeof payload.htu === 'string' ? withoutQuery(payload.htu) : undefined;
   if (!htu || htu !== withoutQuery(req.url)) fail('the DPoP proof htu does not match the request URL');
-  const iat = payload.iat!;
+  const iat = payload.iat;
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) return fail('the DPoP proof iat is malformed');
   if (iat > nowSec + req.leeway) fail('the DPoP proof was issued in the future');
   if (iat < nowSec - DPOP_PROOF_WINDOW - req.leeway) fail('the DPoP proof is too old');
   if (req.accessToken !== undefined) {
@@ -144,6 +149,26 @@ export async function verifyDpopProof(proof: string, req: ProofRequest): Promise
     if (typeof nonce !== 'string' || !req.nonces.accept(nonce)) {
       throw new UseDpopNonce(req.nonces.current(), typeof nonce === 'string' ? 'the DPoP nonce has expired' : 'the DPoP proof must carry the server nonce', req.atResource);
     }
+  }
+  let jkt: string;
+  let key;
+  try {
+    // the RFC 7638 members only: what identifies the key, whatever else the client put in the jwk
+    jkt = await calculateJwkThumbprint(jwk!, 'sha256');
+    key = await proofKey(jwk!, header.alg!, jkt);
+  } catch {
+    return fail('the DPoP proof jwk is not a usable public key for its algorithm');
+  }
+  try {
+    await jwtVerify(proof, key, {
+      algorithms: [header.alg!],
+      typ: 'dpop+jwt',
+      requiredClaims: ['jti', 'htm', 'htu', 'iat'],
+      currentDate: new Date(req.now),
+      clockTolerance: req.leeway,
+    });
+  } catch {
+    return fail('the DPoP proof signature or claims are invalid');
   }
   return {
     jkt,

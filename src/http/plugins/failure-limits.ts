@@ -64,6 +64,16 @@ export interface FailureLimit {
 export interface FailureLimits {
   login: FailureLimit;
   clientAuth: FailureLimit;
+  /** Invalid DPoP proofs per address (issue 23, finding 7). */
+  dpopProof: AddressLimit;
+}
+
+export interface AddressLimit {
+  /**
+   * Refuse (TooManyFailures) when the address has used up its failures in this window; otherwise
+   * let the check run and count it only if it fails (`failed`, never throws).
+   */
+  gate(req: FastifyRequest): Promise<{ failed(): Promise<void> }>;
 }
 
 interface Limited {
@@ -368,5 +378,21 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
   return {
     login: pair('login', config.loginFailuresPerAccount, config.loginFailuresPerIp, LOGIN_WAIT_MS),
     clientAuth: pair('client-auth', config.clientAuthFailuresPerClient, config.clientAuthFailuresPerIp),
+    dpopProof: {
+      // a proof is checked before the client authenticates: an address refused for its client
+      // authentications is refused before its proof is looked at, and its invalid proofs are
+      // counted on their own, against the same per-address limit
+      async gate(req) {
+        const ip = addressKey(req.ip);
+        const own = { key: `dpop-proof:ip:${ip}`, max: config.clientAuthFailuresPerIp };
+        const r = await store.peek([own, { key: `client-auth:ip:${ip}`, max: config.clientAuthFailuresPerIp }], now());
+        if (!r.ok) throw new TooManyFailures('too many failed attempts; try again later', Math.ceil(r.retryAfterMs / 1000));
+        return {
+          async failed() {
+            await store.take([own], now()).catch(() => undefined);
+          },
+        };
+      },
+    },
   };
 }
