@@ -57,6 +57,8 @@ export interface Config {
   backchannelConcurrency: number;
   /** Back-Channel Logout: the safety-net poll of the outbox (a NOTIFY wakes delivery at once). */
   backchannelPollSeconds: number;
+  /** BACKCHANNEL_ALLOWED_HOSTS: hosts (`host` or `host:port`) a back-channel logout URI may name although they are not public. */
+  backchannelAllowedHosts: string[];
   /** How long the stateless paths answer from memory while the database is unreachable (0: never). */
   dbOutageGraceSeconds: number;
   /** Audit events are kept this many days, then pruned in batches (src/store/pruning.ts). */
@@ -102,6 +104,26 @@ function bool(env: Env, name: string, def: boolean): boolean {
 
 export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]' || hostname === '::1';
+}
+
+function parseAllowedHosts(raw: string | undefined): string[] {
+  const hosts: string[] = [];
+  for (const part of (raw ?? '').split(',')) {
+    const p = part.trim().toLowerCase();
+    if (!p) continue;
+    const m = /^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?$/.exec(p);
+    let host: string | undefined;
+    try {
+      host = m ? new URL(`http://${m[1]}`).hostname : undefined;
+    } catch {
+      host = undefined;
+    }
+    if (!m || !host || (m[2] !== undefined && Number(m[2]) > 65535)) {
+      throw new ConfigError('BACKCHANNEL_ALLOWED_HOSTS', `must be a comma-separated list of host or host:port (IPv6 in brackets), got ${JSON.stringify(part.trim())}`);
+    }
+    hosts.push(m[2] !== undefined ? `${host}:${Number(m[2])}` : host);
+  }
+  return hosts;
 }
 
 function parseTrustProxy(raw: string | undefined): boolean | string | number {
@@ -211,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     backchannelRetryHours: int(env, 'BACKCHANNEL_RETRY_HOURS', 24, 1, 720),
     backchannelConcurrency: int(env, 'BACKCHANNEL_CONCURRENCY', 16, 1, 256),
     backchannelPollSeconds: int(env, 'BACKCHANNEL_POLL_SECONDS', 5, 1, 3600),
+    backchannelAllowedHosts: parseAllowedHosts(env.BACKCHANNEL_ALLOWED_HOSTS),
     dbOutageGraceSeconds: int(env, 'DB_OUTAGE_GRACE_SECONDS', 30, 0, 3600),
     auditRetentionDays: int(env, 'AUDIT_RETENTION_DAYS', 90, 1, 36500),
     metricsPort,

@@ -6,8 +6,15 @@
 // `logout_token=…` with a freshly signed token (same jti), a 5 s timeout and no redirects; 200 or
 // 204 is delivered, anything else is retried with exponential backoff and jitter until
 // BACKCHANNEL_RETRY_HOURS have passed since the notice was written, then marked failed (audited).
+// With an https issuer the target's host must be, and resolve only to, public addresses, and the
+// connection goes to a checked one (src/protocol/backchannel-logout-uri.ts); a refused address
+// fails the notice at once. Only generic errors are recorded (refused_address, timeout,
+// delivery_failed, HTTP <status>), never a socket's: they would map the ports of internal hosts.
 // Deliveries in flight are bounded per replica and per client, so one slow or unreachable relying
 // party holds at most PER_CLIENT slots and never delays notices to the others.
+import type { LookupAddress } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
 import type { Clock } from '../clock.js';
 import type { Config, SigningAlg } from '../config.js';
 import type { DbHandle } from '../db/create-db.js';
@@ -25,6 +32,8 @@ import {
   type ClaimedNotice,
 } from '../store/logout-outbox.js';
 import { signLogoutToken } from '../tokens/logout-token.js';
+import { backchannelTarget } from '../protocol/backchannel-logout-uri.js';
+import { pinnedLookup, RefusedAddress, type Lookup } from '../protocol/ip-ranges.js';
 
 export const DELIVERY_TIMEOUT_MS = 5000;
 /** Longer than a delivery can take (the timeout, signing, the result's write), so a live replica never loses a claim. */
@@ -41,6 +50,45 @@ export interface DeliveryDeps {
   keystore: Keystore;
   clients: { get(clientId: string): Promise<Client | undefined> };
   log: { warn(obj: Record<string, unknown>, msg: string): void; info(obj: Record<string, unknown>, msg: string): void };
+  /** DNS for the target check (the system resolver by default). */
+  lookup?: Lookup;
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * POST a form and answer the status. With `addresses`, the connection goes to one of them (the
+ * checked ones) and the name is not resolved again; TLS still verifies the certificate for the name.
+ */
+function postForm(url: URL, body: string, addresses: LookupAddress[] | undefined, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = url.protocol === 'https:' ? https.request : http.request;
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: '*/*', 'content-length': Buffer.byteLength(body) },
+        // a connection of its own: a pooled socket could have been opened to an address checked for another URI
+        agent: false,
+        signal,
+        ...(addresses ? { lookup: pinnedLookup(addresses) } : {}),
+      },
+      (res) => {
+        // §2.5: a redirect is not followed (it would carry the token elsewhere); §2.8: the body is ignored
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** Exponential backoff with jitter (half fixed, half random) after `attempts` failed attempts. */
@@ -197,23 +245,22 @@ export class LogoutDelivery {
     } catch (err) {
       return { delivered: false, error: `cannot sign: ${(err as Error).message}` };
     }
+    const timeout = AbortSignal.timeout(DELIVERY_TIMEOUT_MS);
+    const abort = AbortSignal.any([signal, timeout]);
+    // only generic errors are recorded: a socket's own error text tells a closed port from an open one
+    let addresses: LookupAddress[] | undefined;
     try {
-      const res = await fetch(client.backchannelLogoutUri, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: '*/*' },
-        body: new URLSearchParams({ logout_token: token }).toString(),
-        // §2.5: a redirect is not followed (it would carry the token elsewhere)
-        redirect: 'manual',
-        signal: AbortSignal.any([signal, AbortSignal.timeout(DELIVERY_TIMEOUT_MS)]),
-      });
-      // the body is ignored (§2.8)
-      await res.body?.cancel().catch(() => {});
-      if (res.status === 200 || res.status === 204) return { delivered: true };
-      return { delivered: false, error: `HTTP ${res.status}` };
+      addresses = await abortable(backchannelTarget(client.backchannelLogoutUri, this.deps.config, this.deps.lookup), abort);
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why = e.name === 'TimeoutError' ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
-      return { delivered: false, error: why };
+      if (err instanceof RefusedAddress) return { delivered: false, error: 'refused_address', permanent: true };
+      return { delivered: false, error: timeout.aborted ? 'timeout' : 'delivery_failed' };
+    }
+    try {
+      const status = await postForm(new URL(client.backchannelLogoutUri), new URLSearchParams({ logout_token: token }).toString(), addresses, abort);
+      if (status === 200 || status === 204) return { delivered: true };
+      return { delivered: false, error: `HTTP ${status}` };
+    } catch {
+      return { delivered: false, error: timeout.aborted ? 'timeout' : 'delivery_failed' };
     }
   }
 }

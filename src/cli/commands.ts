@@ -10,7 +10,7 @@ import { migrate } from '../db/migrator.js';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, type PasswordHasher } from '../accounts/passwords.js';
 import { findUserByIdOrEmail, insertUser, isValidEmail, listUsers, publicUser, setUserDisabled } from '../store/users.js';
 import { findClient, insertClient, listClients, publicClient, updateClient, type ClientChanges } from '../store/clients.js';
-import { backchannelLogoutUriProblem } from '../protocol/backchannel-logout-uri.js';
+import { backchannelLogoutRegistrationProblem } from '../protocol/backchannel-logout-uri.js';
 import { listNotices } from '../store/logout-outbox.js';
 import { redirectUriProblem } from '../protocol/redirect-uri.js';
 import { digest, randomToken } from '../tokens/opaque.js';
@@ -138,10 +138,10 @@ function redirectUris(v: Values[string], option: string): string[] {
   return [...new Set(uris)];
 }
 
-function backchannelLogoutUri(v: Values[string]): string | undefined {
+async function backchannelLogoutUri(v: Values[string], config: Config): Promise<string | undefined> {
   const uri = str(v);
   if (uri === undefined) return undefined;
-  const problem = backchannelLogoutUriProblem(uri);
+  const problem = await backchannelLogoutRegistrationProblem(uri, config);
   if (problem) throw new CliError(`--backchannel-logout-uri ${uri}: ${problem}`);
   return uri;
 }
@@ -354,7 +354,7 @@ export const commands: Record<string, Command> = {
     needsDb: true,
     async run(c, v) {
       const ctx = need(c);
-      const bclUri = backchannelLogoutUri(v['backchannel-logout-uri']);
+      const bclUri = await backchannelLogoutUri(v['backchannel-logout-uri'], ctx.config);
       if (v['backchannel-logout-session-required'] && bclUri === undefined) throw new CliError('--backchannel-logout-session-required goes with --backchannel-logout-uri');
       const name = str(v.name)?.trim();
       if (!name) throw new CliError('--name is required');
@@ -491,7 +491,7 @@ export const commands: Record<string, Command> = {
       if (v['post-logout-redirect-uri'] !== undefined) changes.postLogoutRedirectUris = redirectUris(v['post-logout-redirect-uri'], 'post-logout-redirect-uri');
       if (v['no-post-logout-redirect-uris']) changes.postLogoutRedirectUris = [];
       if (v['backchannel-logout-uri'] !== undefined && v['no-backchannel-logout-uri']) throw new CliError('give --backchannel-logout-uri or --no-backchannel-logout-uri, not both');
-      if (v['backchannel-logout-uri'] !== undefined) changes.backchannelLogoutUri = backchannelLogoutUri(v['backchannel-logout-uri'])!;
+      if (v['backchannel-logout-uri'] !== undefined) changes.backchannelLogoutUri = (await backchannelLogoutUri(v['backchannel-logout-uri'], ctx.config))!;
       if (v['no-backchannel-logout-uri']) changes.backchannelLogoutUri = null;
       if (v['backchannel-logout-session-required'] && v['no-backchannel-logout-session-required']) throw new CliError('give --backchannel-logout-session-required or --no-backchannel-logout-session-required, not both');
       if (v['backchannel-logout-session-required']) changes.backchannelLogoutSessionRequired = true;
