@@ -133,7 +133,9 @@ t.test('the proof header: typ, alg, jwk', async (t) => {
   await badProof(t, verifier.verify(token, dpop(await proof(issuer, key, { token, header: { jwk: { kty: 'oct', k: 'AAAA' } } }))), 'dpop_key', 'an oct key in jwk');
   await badProof(t, verifier.verify(token, dpop(await proof(issuer, key, { token, header: { jwk: undefined } }))), 'dpop_key', 'no jwk');
   const rsa = await proofKey('RS256');
-  await badProof(t, verifier.verify(token, dpop(await proof(issuer, key, { token, header: { jwk: rsa.jwk } }))), 'dpop_key', 'an RSA jwk for alg ES256');
+  // (a token bound to that RSA key: the thumbprint is compared before the signature is checked)
+  const rsaToken = await issuer.signAccessToken({ cnf: { jkt: rsa.jkt } });
+  await badProof(t, verifier.verify(rsaToken, dpop(await proof(issuer, key, { token: rsaToken, header: { jwk: rsa.jwk } }))), 'dpop_key', 'an RSA jwk for alg ES256');
   // a good proof whose payload was changed after signing
   const good = await proof(issuer, key, { token });
   const [h, , s] = good.split('.');
@@ -257,7 +259,7 @@ t.test('replay: a proof is accepted once', async (t) => {
 });
 
 t.test('the replay cache is bounded; a failing store refuses (fail closed)', async (t) => {
-  const { issuer, verifier, key, token, logs } = await setup(t, { dpopReplayCacheSize: 2, dpopMaxAge: 10, clockTolerance: 5 });
+  const { issuer, verifier, key, token, logs } = await setup(t, { dpopReplayCacheSize: 2, dpopReplayEntriesPerKey: 2, dpopMaxAge: 10, clockTolerance: 5 });
   t.ok(await verifier.verify(token, dpop(await proof(issuer, key, { token }))));
   t.ok(await verifier.verify(token, dpop(await proof(issuer, key, { token }))));
   await badProof(t, verifier.verify(token, dpop(await proof(issuer, key, { token }))), 'dpop_replay_unavailable', 'a third live proof: the cache is full');

@@ -17,10 +17,12 @@ export interface DpopRequest {
 /**
  * Where the `jti` of accepted proofs are remembered (RFC 9449 §11.1). `seen` records `jti` until
  * `expiresAt` (ms since the epoch) and answers whether it was already there, in one atomic step —
- * e.g. Redis `SET dpop:<jti> 1 NX PXAT <expiresAt>` is `seen` when it does not answer `OK`.
+ * e.g. Redis `SET dpop:<jkt>:<jti> 1 NX PXAT <expiresAt>` is `seen` when it does not answer `OK`.
+ * `jkt` is the thumbprint of the proof's key (the token's `cnf.jkt`), for a store that keeps jti
+ * per key or bounds the entries of one key.
  */
 export interface ReplayStore {
-  seen(jti: string, expiresAt: number): Promise<boolean> | boolean;
+  seen(jti: string, expiresAt: number, jkt: string): Promise<boolean> | boolean;
 }
 
 export interface DpopPolicy {
@@ -62,6 +64,17 @@ export async function checkDpopProof(request: DpopRequest, token: string, jkt: s
   const jwk = header.jwk as JWK | undefined;
   if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) throw bad('dpop_key', 'the DPoP proof has no jwk header');
   if (jwk.kty === 'oct' || PRIVATE_MEMBERS.some((m) => m in jwk)) throw bad('dpop_key', 'the DPoP proof key must be a public asymmetric key');
+  // RSA verification cost grows with e and n (a huge e: 7.5 ms of CPU a proof); the Latchkey server
+  // accepts these only, so no token it issued is bound to another RSA key
+  if (jwk.kty === 'RSA' && (jwk.e !== 'AQAB' || !rsaModulusOk(jwk.n))) throw bad('dpop_key', 'the DPoP proof RSA key must have e = 65537 and a modulus of 2048 to 4096 bits');
+  // the key must be the token's before its signature is worth checking (RFC 9449 §4.3 step 12)
+  let thumbprint: string;
+  try {
+    thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+  } catch {
+    throw bad('dpop_key', 'the DPoP proof key has no thumbprint');
+  }
+  if (thumbprint !== jkt) throw bad('dpop_binding', 'the DPoP proof is not signed by the key the token is bound to');
 
   const embedded: JWTVerifyGetKey = async (h, t) => {
     try {
@@ -108,15 +121,17 @@ export async function checkDpopProof(request: DpopRequest, token: string, jkt: s
   if (ath === undefined) throw bad('dpop_ath', 'the DPoP proof has no ath');
   if (typeof ath !== 'string' || ath !== base64url.encode(createHash('sha256').update(token).digest())) throw bad('dpop_ath', 'the DPoP proof ath is not the hash of this token');
 
-  let thumbprint: string;
-  try {
-    thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
-  } catch {
-    throw bad('dpop_key', 'the DPoP proof key has no thumbprint');
-  }
-  if (thumbprint !== jkt) throw bad('dpop_binding', 'the DPoP proof is not signed by the key the token is bound to');
   // accepted until iat + maxAge + clockTolerance: remembered that long
   return { jti, expiresAt: Math.ceil((iat + policy.maxAge + policy.clockTolerance) * 1000) };
+}
+
+/** RFC 7518 §6.3.1.1: n is the unsigned big-endian modulus without leading zero octets. */
+function rsaModulusOk(n: unknown): boolean {
+  if (typeof n !== 'string' || !/^[A-Za-z0-9_-]+$/.test(n)) return false;
+  const bytes = Buffer.from(n, 'base64url');
+  if (bytes.length === 0 || bytes[0] === 0) return false;
+  const bits = bytes.length * 8 - Math.clz32(bytes[0]!) + 24;
+  return bits >= 2048 && bits <= 4096;
 }
 
 /** RFC 9449 §4.3 step 9: htu and the request URL, each normalized by the URL parser, without query and fragment. */
@@ -134,14 +149,23 @@ function sameUrl(htu: string, requestUrl: string): boolean {
   }
 }
 
-/** The default replay store: one process's memory, at most `maxEntries` jti, each forgotten when it expires. */
+/**
+ * The default replay store: one process's memory, at most `maxEntries` jti, and at most
+ * `maxPerKey` of them for one proof key, each forgotten when it expires. Without the per-key bound,
+ * one holder of a bound token could fill the cache with its own proofs and every other client's
+ * would be refused until they expired.
+ */
 export class MemoryReplayStore implements ReplayStore {
-  readonly #entries = new Map<string, number>();
+  // `<jkt> <jti>` → expiry and key; a Map keeps insertion order, roughly expiry order
+  readonly #entries = new Map<string, { exp: number; jkt: string }>();
+  readonly #perKey = new Map<string, Map<string, number>>();
   readonly #maxEntries: number;
+  readonly #maxPerKey: number;
   readonly #now: () => number;
 
-  constructor(maxEntries: number, now: () => number) {
+  constructor(maxEntries: number, now: () => number, maxPerKey = maxEntries) {
     this.#maxEntries = maxEntries;
+    this.#maxPerKey = maxPerKey;
     this.#now = now;
   }
 
@@ -149,22 +173,40 @@ export class MemoryReplayStore implements ReplayStore {
     return this.#entries.size;
   }
 
-  seen(jti: string, expiresAt: number): boolean {
+  #delete(id: string, jkt: string): void {
+    this.#entries.delete(id);
+    const mine = this.#perKey.get(jkt);
+    if (!mine) return;
+    mine.delete(id);
+    if (mine.size === 0) this.#perKey.delete(jkt);
+  }
+
+  seen(jti: string, expiresAt: number, jkt = ''): boolean {
     const now = this.#now();
-    // entries go in roughly in expiry order: drop the expired ones from the front
-    for (const [k, exp] of this.#entries) {
-      if (exp > now) break;
-      this.#entries.delete(k);
+    // drop the expired ones from the front
+    for (const [k, e] of this.#entries) {
+      if (e.exp > now) break;
+      this.#delete(k, e.jkt);
     }
-    const known = this.#entries.get(jti);
-    if (known !== undefined && known > now) return true;
+    const id = `${jkt} ${jti}`;
+    const known = this.#entries.get(id);
+    if (known !== undefined && known.exp > now) return true;
+    if (known !== undefined) this.#delete(id, jkt);
     if (this.#entries.size >= this.#maxEntries) {
-      for (const [k, exp] of this.#entries) if (exp <= now) this.#entries.delete(k);
+      for (const [k, e] of this.#entries) if (e.exp <= now) this.#delete(k, e.jkt);
       // full of live proofs: forgetting one would let it be replayed, so refuse (fail closed)
       if (this.#entries.size >= this.#maxEntries) throw new ReplayCacheFull();
     }
-    this.#entries.delete(jti);
-    this.#entries.set(jti, expiresAt);
+    let mine = this.#perKey.get(jkt);
+    if (mine && mine.size >= this.#maxPerKey) {
+      // only this key's entries are looked at: at most maxPerKey of them
+      for (const [k, exp] of mine) if (exp <= now) this.#delete(k, jkt);
+      mine = this.#perKey.get(jkt);
+      if (mine && mine.size >= this.#maxPerKey) throw new ReplayKeyQuota();
+    }
+    this.#entries.set(id, { exp: expiresAt, jkt });
+    if (!mine) this.#perKey.set(jkt, (mine = new Map()));
+    mine.set(id, expiresAt);
     return false;
   }
 }
@@ -173,5 +215,13 @@ export class ReplayCacheFull extends Error {
   constructor() {
     super('the DPoP replay cache is full');
     this.name = 'ReplayCacheFull';
+  }
+}
+
+/** One proof key holds its whole share of the replay cache (`dpopReplayEntriesPerKey` live proofs). */
+export class ReplayKeyQuota extends Error {
+  constructor() {
+    super('this DPoP key has used its share of the replay cache');
+    this.name = 'ReplayKeyQuota';
   }
 }

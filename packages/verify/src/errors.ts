@@ -24,6 +24,7 @@ export type DpopProofReason =
   | 'dpop_ath'
   | 'dpop_binding'
   | 'dpop_replay'
+  | 'dpop_replay_quota'
   | 'dpop_replay_unavailable';
 
 /**

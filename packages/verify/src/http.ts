@@ -65,6 +65,7 @@ export interface GuardOptions<R = FastifyRequest> extends Omit<VerifyOptions, 'd
   /**
    * Default: `<protocol>://<Host header><path>` — this trusts the Host header (and with Fastify's
    * `trustProxy`, X-Forwarded-Host/Proto). Behind a proxy, or to pin it, set the public URL.
+   * Required when NODE_ENV=production (the guard throws at construction without it).
    */
   publicUrl?: PublicUrl<R>;
 }
@@ -83,6 +84,12 @@ function verifyOptions<R>(credentials: Credentials, options: GuardOptions<R>, he
 }
 
 function checkPublicUrl(publicUrl: unknown): void {
+  // Without publicUrl, htu comes from the Host header: a proof captured at one API could be replayed
+  // at another host that accepts the same audience with its own replay store, by sending the first
+  // API's Host (issue 23). Fail at boot, not silently: a function keeps several hosts possible.
+  if (publicUrl === undefined && process.env.NODE_ENV === 'production') {
+    throw new TypeError('publicUrl is required when NODE_ENV=production: the public URL of this API (or (request) => url), not the Host header, is what DPoP proofs are compared with');
+  }
   if (publicUrl === undefined || typeof publicUrl === 'function') return;
   if (typeof publicUrl !== 'string' || !URL.canParse(publicUrl) || !/^https?:$/.test(new URL(publicUrl).protocol)) throw new TypeError('publicUrl must be an absolute http(s) URL or a function');
 }
@@ -115,9 +122,15 @@ export type LatchkeyAuthOptions = GuardOptions<FastifyRequest> & ({ verifier: Ve
  */
 export const latchkeyAuth: FastifyPluginCallback<LatchkeyAuthOptions> = Object.assign(
   function latchkeyAuth(app: Parameters<FastifyPluginCallback>[0], options: LatchkeyAuthOptions, done: (err?: Error) => void) {
-    const verifier = 'verifier' in options ? options.verifier : createVerifier(options);
+    let guard;
+    try {
+      guard = fastifyVerifier('verifier' in options ? options.verifier : createVerifier(options), { scope: options.scope, publicUrl: options.publicUrl });
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
     if (!app.hasRequestDecorator('auth')) app.decorateRequest('auth', null);
-    app.addHook('onRequest', fastifyVerifier(verifier, { scope: options.scope, publicUrl: options.publicUrl }));
+    app.addHook('onRequest', guard);
     done();
   },
   // what fastify-plugin sets: the hook applies to the registering context, not a child of it

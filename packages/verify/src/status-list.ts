@@ -42,6 +42,8 @@ export interface LogEntry {
   message: string;
   uri?: string;
   error?: string;
+  /** dpop.replay_key_quota: the thumbprint of the proof key (public, no secret) */
+  jkt?: string;
 }
 export type LogFn = (entry: LogEntry) => void;
 

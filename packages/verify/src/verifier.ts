@@ -1,7 +1,7 @@
 // createVerifier: an RFC 9068 access token, verified with jose against the issuer's JWKS with pinned
 // algorithms, then (when it carries one) checked against its Token Status List.
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwksCache, jwtVerify, type ExportedJWKSCache, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { checkDpopProof, MemoryReplayStore, ReplayCacheFull, type DpopRequest, type ReplayStore } from './dpop.js';
+import { checkDpopProof, MemoryReplayStore, ReplayCacheFull, ReplayKeyQuota, type DpopRequest, type ReplayStore } from './dpop.js';
 import { DEFAULT_DPOP_ALGORITHMS, InsufficientScope, InvalidDpopProof, InvalidToken, type Challenge, type VerifyReason } from './errors.js';
 import { StatusListCache, StatusUnavailable, STATUS_SUSPENDED, statusAt, type LogEntry, type LogFn } from './status-list.js';
 
@@ -43,6 +43,12 @@ export interface VerifierOptions {
   dpopMaxAge?: number;
   /** How many proof `jti` the in-memory replay cache holds (each for `dpopMaxAge + clockTolerance` s); when full of live ones, proofs are refused. Default 100000. */
   dpopReplayCacheSize?: number;
+  /**
+   * How many of those one proof key may hold: past it, that key's proofs are refused
+   * (`dpop_replay_quota`) until its oldest expire, and everyone else's still fit. Default
+   * `dpopReplayCacheSize / 100` (1000). A key sending R proofs a second needs R × (dpopMaxAge + clockTolerance).
+   */
+  dpopReplayEntriesPerKey?: number;
   /**
    * Where proof `jti` are remembered, instead of this process's memory: several instances of a
    * resource server behind one URL must share one, or a proof can be replayed at another instance.
@@ -114,8 +120,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
   if (!(dpopMaxAge > 0)) throw new TypeError('dpopMaxAge must be a number of seconds > 0');
   const replayCacheSize = options.dpopReplayCacheSize ?? 100_000;
   if (!Number.isSafeInteger(replayCacheSize) || replayCacheSize < 1) throw new TypeError('dpopReplayCacheSize must be an integer ≥ 1');
+  const entriesPerKey = options.dpopReplayEntriesPerKey ?? Math.max(1, Math.floor(replayCacheSize / 100));
+  if (!Number.isSafeInteger(entriesPerKey) || entriesPerKey < 1 || entriesPerKey > replayCacheSize) throw new TypeError('dpopReplayEntriesPerKey must be an integer from 1 to dpopReplayCacheSize');
   if (options.replayStore !== undefined && typeof options.replayStore?.seen !== 'function') throw new TypeError('replayStore must have a seen(jti, expiresAt) method');
-  const replayStore: ReplayStore = options.replayStore ?? new MemoryReplayStore(replayCacheSize, now);
+  const replayStore: ReplayStore = options.replayStore ?? new MemoryReplayStore(replayCacheSize, now, entriesPerKey);
   const dpopPolicy = { algorithms: dpopAlgorithms, maxAge: dpopMaxAge, clockTolerance, now };
   const BEARER: Challenge = { scheme: 'Bearer' };
   const DPOP: Challenge = { scheme: 'DPoP', algs: dpopAlgorithms };
@@ -174,11 +182,20 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
 
   /** RFC 9449 §11.1: a proof's jti is recorded once every other check passed, so only an accepted request uses it up. */
-  async function recordProof(jti: string, expiresAt: number): Promise<void> {
+  let quotaLoggedAt = -Infinity;
+  async function recordProof(jti: string, expiresAt: number, jkt: string): Promise<void> {
     let seen: boolean;
     try {
-      seen = await replayStore.seen(jti, expiresAt);
+      seen = await replayStore.seen(jti, expiresAt, jkt);
     } catch (err) {
+      if (err instanceof ReplayKeyQuota) {
+        // once per proof lifetime at most: the key that hits it sends many
+        if (now() - quotaLoggedAt >= (dpopMaxAge + clockTolerance) * 1000) {
+          quotaLoggedAt = now();
+          log({ level: 'warn', event: 'dpop.replay_key_quota', message: `a DPoP key sent more than ${entriesPerKey} live proofs (dpopReplayEntriesPerKey): refusing its requests until they expire`, jkt });
+        }
+        throw new InvalidDpopProof('dpop_replay_quota', 'too many DPoP proofs by this key: retry later', dpopAlgorithms);
+      }
       const full = err instanceof ReplayCacheFull;
       log({
         level: 'error',
@@ -232,7 +249,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
         const granted = new Set((claims.scope ?? '').split(' '));
         if (!required.every((s) => granted.has(s))) throw new InsufficientScope(required, ch);
       }
-      if (proof) await recordProof(proof.jti, proof.expiresAt);
+      if (proof) await recordProof(proof.jti, proof.expiresAt, jkt!);
       return claims;
     },
   };
