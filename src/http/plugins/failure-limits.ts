@@ -1,5 +1,5 @@
 // Failure rate limits: failed logins per account and per IP, failed client authentications per
-// client and per IP, in fixed windows of RATE_LIMIT_WINDOW_SECONDS.
+// client and per IP (and both per address and subject), in fixed windows of RATE_LIMIT_WINDOW_SECONDS.
 //
 // An attempt is counted *before* its password or secret is checked, in one atomic step that
 // refuses it (429 + Retry-After) when either counter is already at its limit; a success uncounts
@@ -18,7 +18,14 @@
 // requests in flight. Counting those in-flight successes refused honest traffic (50 concurrent
 // client_credentials requests of one client: 429s). So a client authentication is refused when the
 // failures already reached the limit, and counted only when it fails: concurrent wrong secrets can
-// pass the limit by at most the number in flight at that moment, then everything waits.
+// pass the limit by at most the number in flight at that moment, then the addresses that failed wait.
+//
+// The budget of an account or a client refuses only the addresses that have failed against it
+// (or have an attempt of theirs in flight), never the owner's credential from an address that has
+// not: a stranger who knows a client_id or an email could otherwise lock it out for the window
+// (OWASP Authentication Cheat Sheet: lock out the attacker, not the owner). Each attempt is also
+// counted per (address, subject); past the subject's budget an address with no count there may
+// still try, and its failure refuses it in turn. The per-address limits are unchanged.
 //
 // IPv6 clients are counted by /64 (one host usually owns the whole prefix). Per replica, the
 // counters live in a bounded table that never evicts a live counter: past MAX_EXACT_KEYS, new keys
@@ -79,6 +86,8 @@ export interface AddressLimit {
 interface Limited {
   key: string;
   max: number;
+  /** The index of another key in the same list: this one's max refuses only while that one counts at least one. */
+  onlyWith?: number;
 }
 
 /** The counting step: all keys or none. */
@@ -181,8 +190,12 @@ export class MemoryCounters implements CounterStore {
       const cells = this.cells(key);
       return { key, max, cells, count: Math.min(...cells.map((c) => this.sketch[c]!)), resetAt: this.sketchResetAt };
     });
-    const full = plan.find((p) => p.count >= p.max);
-    if (full) return { ok: false as const, retryAfterMs: Math.max(1000, full.resetAt - now) };
+    const full = plan.find((p, i) => p.count >= p.max && (keys[i]!.onlyWith === undefined || plan[keys[i]!.onlyWith!]!.count >= 1));
+    if (full) {
+      const other = keys[plan.indexOf(full)]!.onlyWith;
+      const resetAt = other === undefined ? full.resetAt : Math.min(full.resetAt, plan[other]!.resetAt);
+      return { ok: false as const, retryAfterMs: Math.max(1000, resetAt - now) };
+    }
     const undo: Array<() => void> = [];
     for (const p of plan) {
       if (p.cells) {
@@ -221,30 +234,38 @@ export class MemoryCounters implements CounterStore {
 
 // Redis: the same rule in one script, so that replicas share the counters and concurrent attempts
 // on any of them can never pass the limit. KEYS are the counters, ARGV[1] the window in ms, then
-// one max per key. Returns {1} when counted, {0, ms-until-reset} when refused (nothing counted).
-const TAKE_SCRIPT = `
-for i = 1, #KEYS do
-  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if n >= tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('PTTL', KEYS[i])
-    if ttl < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]); ttl = tonumber(ARGV[1]) end
-    return {0, ttl}
+// per key its max and the index of the key it binds only with (0: none). Returns {1} when counted,
+// {0, ms-until-reset} when refused (nothing counted).
+const REFUSAL = `
+local function ttl(key, fix)
+  local t = redis.call('PTTL', key)
+  if t < 0 then
+    if fix then redis.call('PEXPIRE', key, ARGV[1]) end
+    t = tonumber(ARGV[1])
   end
+  return t
 end
+local function refusal(fix)
+  for i = 1, #KEYS do
+    if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i]) then
+      local w = tonumber(ARGV[2 * i + 1])
+      if w == 0 then return ttl(KEYS[i], fix) end
+      if tonumber(redis.call('GET', KEYS[w]) or '0') >= 1 then return math.min(ttl(KEYS[i], fix), ttl(KEYS[w], fix)) end
+    end
+  end
+  return nil
+end`;
+const TAKE_SCRIPT = `${REFUSAL}
+local refused = refusal(true)
+if refused then return {0, refused} end
 for i = 1, #KEYS do
   if redis.call('INCR', KEYS[i]) == 1 or redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return {1, 0}`;
 // The same refusal rule as TAKE_SCRIPT, counting nothing.
-const PEEK_SCRIPT = `
-for i = 1, #KEYS do
-  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if n >= tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('PTTL', KEYS[i])
-    if ttl < 0 then ttl = tonumber(ARGV[1]) end
-    return {0, ttl}
-  end
-end
+const PEEK_SCRIPT = `${REFUSAL}
+local refused = refusal(false)
+if refused then return {0, refused} end
 return {1, 0}`;
 // Uncount only while the window that counted it lives (never create a key without expiry).
 const RELEASE_SCRIPT = `
@@ -259,6 +280,11 @@ type RedisWithScripts = import('ioredis').Redis & {
   latchkeyPeekFailures(...args: Array<string | number>): Promise<[number, number]>;
 };
 
+/** Per key: its max, and the 1-based index of the key it binds only with (0: none). */
+function limitArgs(keys: Limited[]): number[] {
+  return keys.flatMap((k) => [k.max, k.onlyWith === undefined ? 0 : k.onlyWith + 1]);
+}
+
 class RedisCounters implements CounterStore {
   constructor(
     private readonly redis: RedisWithScripts,
@@ -272,7 +298,7 @@ class RedisCounters implements CounterStore {
     const names = keys.map((k) => this.prefix + k.key);
     let answer: [number, number];
     try {
-      answer = await this.redis.latchkeyPeekFailures(names.length, ...names, this.windowMs, ...keys.map((k) => k.max));
+      answer = await this.redis.latchkeyPeekFailures(names.length, ...names, this.windowMs, ...limitArgs(keys));
     } catch (err) {
       this.onError(err as Error);
       return this.fallback.peekNow(keys, now);
@@ -285,7 +311,7 @@ class RedisCounters implements CounterStore {
     const names = keys.map((k) => this.prefix + k.key);
     let answer: [number, number];
     try {
-      answer = await this.redis.latchkeyTakeFailures(names.length, ...names, this.windowMs, ...keys.map((k) => k.max));
+      answer = await this.redis.latchkeyTakeFailures(names.length, ...names, this.windowMs, ...limitArgs(keys));
     } catch (err) {
       // Redis unreachable: this replica's own counters, rather than no limit at all
       this.onError(err as Error);
@@ -343,9 +369,12 @@ export async function registerFailureLimits(app: FastifyInstance, config: Config
   };
   let waiters = 0;
   const pair = (name: string, perSubject: number, perIp: number, waitMs = 0): FailureLimit => {
+    // the subject's budget refuses only the addresses that have failed against it (or are in
+    // flight): a stranger's failures never refuse the owner's credential from elsewhere
     const keys = (req: FastifyRequest, subject: string): Limited[] => [
       { key: `${name}:ip:${addressKey(req.ip)}`, max: perIp },
-      { key: `${name}:s:${subjectKey(subject)}`, max: perSubject },
+      { key: `${name}:s:${subjectKey(subject)}`, max: perSubject, onlyWith: 2 },
+      { key: `${name}:p:${addressKey(req.ip)}:${subjectKey(subject)}`, max: Number.MAX_SAFE_INTEGER },
     ];
     return {
       async begin(req, subject) {
