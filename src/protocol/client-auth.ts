@@ -123,6 +123,8 @@ export async function verifyClient(client: Client | undefined, cred: ClientCrede
       if (!isExactlyIssuer(payload.aud, deps.issuer)) throw new InvalidClient('the client assertion audience must be exactly the issuer');
       if (payload.exp! > nowSec + MAX_ASSERTION_LIFETIME + deps.leeway) throw new InvalidClient('the client assertion lives too long');
       if (typeof payload.jti !== 'string' || payload.jti.length > 200) throw new InvalidClient('the client assertion needs a jti');
+      // signed by the client, yet a NUL would fail the insert below (a 500), and the driver would store a lone surrogate as U+FFFD, merging distinct jtis
+      if (!isStorableText(payload.jti)) throw new InvalidClient('malformed jti');
       // replay: a jti is accepted once per client until the assertion expires
       const inserted = await deps.db
         .insertInto('client_assertion_jtis')
