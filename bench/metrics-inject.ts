@@ -6,11 +6,11 @@
 // Options: --blocks 20 --requests 2000 (per block) --concurrency 16
 import crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../src/config.js';
-import { openRuntime } from '../src/runtime.js';
+import { loadConfig } from '../src/core/config.js';
+import { openRuntime } from '../src/ops/runtime.js';
 import { buildApp } from '../src/app.js';
-import { cliContextFor } from '../src/runtime.js';
-import { runCommand } from '../src/cli/commands.js';
+import { cliContextFor } from '../src/ops/runtime.js';
+import { runCommand } from '../src/cli/registry.js';
 import { fmt, median } from './lib/stats.js';
 
 const { values: args } = parseArgs({

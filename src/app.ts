@@ -1,10 +1,11 @@
 // buildApp: the Fastify application as a plugin tree over a Runtime. Tests call it and use
 // `app.inject` without opening a port; server.ts listens.
+import { OIDC_SCOPES, TOKEN_AUTH_METHODS } from './core/vocabulary.js';
 import { sql } from 'kysely';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from './ops/runtime.js';
 import { logFormat, loggerOptions } from './http/logging.js';
 import { registerErrorHandling } from './http/plugins/error-handler.js';
 import { registerFailureLimits } from './http/plugins/failure-limits.js';
@@ -27,10 +28,10 @@ import { createServices } from './http/services.js';
 import { grants } from './grants/registry.js';
 import { CLIENT_ASSERTION_ALGS } from './protocol/client-jwks.js';
 import { DenylistView } from './tokens/denylist-view.js';
-import { familyDenyKey, statusDenyKey } from './store/refresh-families.js';
+import { familyDenyKey, statusDenyKey } from './core/channels.js';
 import { SessionCache } from './store/session-cache.js';
 import { startPruning } from './store/pruning.js';
-import { InvalidToken } from './errors.js';
+import { InvalidToken } from './core/errors.js';
 import { registerRevocation } from './http/routes/revocation.js';
 import { registerIntrospection } from './http/routes/introspection.js';
 import { registerEndSession } from './http/routes/end-session.js';
@@ -40,7 +41,7 @@ import { StatusLists, statusIndexOf } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
 import { LogoutDelivery } from './backchannel/delivery.js';
 import { DbHealth } from './db/health.js';
-import metricsPlugin from './metrics/plugin.js';
+import metricsPlugin from './http/plugins/metrics.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
 
@@ -89,12 +90,18 @@ export function capabilities(rt: Runtime): Capabilities {
     backchannelLogout: true,
     par: true,
     idTokenAlgs: idTokenSigningAlgs(rt.config, rt.keystore),
-    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    scopes: [...OIDC_SCOPES],
     claims: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'sid', 'at_hash', 'acr', 'amr', 'name', 'email', 'email_verified'],
     grantTypes: [...grants.keys()],
-    tokenAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    tokenAuthMethods: [...TOKEN_AUTH_METHODS],
     tokenAuthSigningAlgs: CLIENT_ASSERTION_ALGS,
   };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    latchkeyOps: import('./http/services.js').Services['ops'];
+  }
 }
 
 export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
@@ -172,6 +179,8 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   await delivery.start();
   app.addHook('onClose', async () => delivery.stop());
   const svc = createServices(rt, { clients, users, sessions }, limits, denylist);
+  // the local command socket runs admin operations with this app's copies too (src/server.ts)
+  app.decorate('latchkeyOps', svc.ops);
   const guard: AccessTokenGuard = {
     async assertNotRevoked(claims) {
       // the token itself, its family, and its status index (a client_credentials sibling of a revoked token)

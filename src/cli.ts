@@ -1,16 +1,16 @@
 import path from 'node:path';
 // The `latchkey` command. With the embedded database and a server running, the command is carried
 // out by that server over its owner-only socket; otherwise the command opens the data itself.
-import { systemClock } from './clock.js';
-import { ConfigError, loadConfig } from './config.js';
+import { systemClock } from './core/clock.js';
+import { ConfigError, loadConfig } from './core/config.js';
 import { createDb } from './db/create-db.js';
 import { acquireDataDirLock } from './db/data-dir-lock.js';
 import { migrate } from './db/migrator.js';
 import { createPasswordHasher } from './accounts/passwords.js';
-import { parseCommand, runParsed, type CliContext, type CliResult } from './cli/commands.js';
+import { parseCommand, runParsed, type CliContext, type CliResult } from './cli/registry.js';
 import { loadKek, type Kek } from './keys/kek.js';
 import { sendCommand } from './cli/socket.js';
-import { isEmbedded } from './runtime.js';
+import { isEmbedded } from './ops/runtime.js';
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';

@@ -1,8 +1,8 @@
 // What `npm start` tells a person once the server is ready: where it answers, which database it
 // uses, and what to do next (on a fresh database: create a user and a client).
-import type { Config } from './config.js';
-import type { Runtime } from './runtime.js';
-import { isEmbedded } from './runtime.js';
+import type { Config } from './core/config.js';
+import type { Runtime } from './ops/runtime.js';
+import { isEmbedded } from './ops/runtime.js';
 
 /** The database in words, never with its password. */
 export function describeDatabase(config: Config): string {

@@ -2,10 +2,10 @@
 // tracing first: it must be in place before fastify and pg are loaded (src/tracing.ts)
 import { tracing } from './tracing.js';
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig } from './core/config.js';
 import { acquireDataDirLock } from './db/data-dir-lock.js';
 import { describeKekSource, KekMismatch } from './keys/kek.js';
-import { cliContextFor, isEmbedded, openRuntime } from './runtime.js';
+import { isEmbedded, openRuntime } from './ops/runtime.js';
 import { buildApp } from './app.js';
 import { serveCommands } from './cli/socket.js';
 import { logFormat } from './http/logging.js';
@@ -73,7 +73,7 @@ async function start(): Promise<void> {
     // (JSON only: the pretty lines for a person at a terminal stay synchronous, and coloured)
     app = await buildApp(rt, logFormat(config.logFormat) === 'pretty' ? {} : { logStream: logStream as unknown as NodeJS.WritableStream, logFormat: 'json' });
     const log = app.log;
-    socket = embeddedOnDisk ? await serveCommands(config.dataDir, cliContextFor(rt), (err) => log.error({ err: err.message }, 'command socket error')) : undefined;
+    socket = embeddedOnDisk ? await serveCommands(config.dataDir, app.latchkeyOps, (err) => log.error({ err: err.message }, 'command socket error')) : undefined;
   } catch (err) {
     await rt.close().catch(() => {});
     releaseLock();

@@ -4,11 +4,12 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import { endUserSessions, lockUserSessions } from '../store/login-sessions.js';
-import { denylist, statusDenyKey, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
+import { denylist, revokeFamiliesWhere, revokeFamily } from '../store/refresh-families.js';
+import { statusDenyKey } from '../core/channels.js';
 import { queueFamilyLogout, queueUserLogout } from '../store/logout-outbox.js';
 import { deleteUser, lockUser, setPasswordHash, setUserDisabled } from '../store/users.js';
-import { deleteClient } from '../store/clients.js';
-import { metrics, type RevocationCause } from '../metrics/metrics.js';
+import { clientStatusIndex, deleteClient } from '../store/clients.js';
+import { metrics, type RevocationCause } from '../core/metrics.js';
 
 export interface EndedAccess {
   families_revoked: number;
@@ -97,8 +98,8 @@ export function revokeSession(db: Kysely<Database>, familyId: string, at: Date):
 export function removeClient(db: Kysely<Database>, clientId: string, at: Date, accessTokenTtl: number): Promise<number> {
   return counted('client_deleted', db.transaction().execute(async (trx) => {
     const n = await revokeFamiliesWhere(trx, { clientId }, 'client_deleted', at);
-    const row = await trx.selectFrom('clients').select('cc_status_idx').where('client_id', '=', clientId).executeTakeFirst();
-    if (row) await denylist(trx, [{ jti: statusDenyKey(row.cc_status_idx), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: row.cc_status_idx }], at);
+    const idx = await clientStatusIndex(trx, clientId);
+    if (idx !== undefined) await denylist(trx, [{ jti: statusDenyKey(idx), exp: Math.floor(at.getTime() / 1000) + accessTokenTtl, statusIdx: idx }], at);
     await deleteClient(trx, clientId);
     return n;
   }));

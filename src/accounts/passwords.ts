@@ -1,8 +1,8 @@
 // argon2id password hashing with OWASP parameters (m=19 MiB, t=2, p=1), run with bounded
 // concurrency so that a flood of logins cannot starve token signing of the thread pool.
 import argon2 from 'argon2';
-import { TemporarilyUnavailable } from '../errors.js';
-import { metrics } from '../metrics/metrics.js';
+import { TemporarilyUnavailable } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
 
 export const PASSWORD_PARAMS = { type: argon2.argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 export const MIN_PASSWORD_LENGTH = 8;

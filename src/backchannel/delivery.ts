@@ -15,12 +15,12 @@
 import type { LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import type { Clock } from '../clock.js';
-import type { Config, SigningAlg } from '../config.js';
+import type { Clock } from '../core/clock.js';
+import type { Config, SigningAlg } from '../core/config.js';
 import type { DbHandle } from '../db/create-db.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Keystore } from '../keys/keystore.js';
-import type { Client } from '../store/clients.js';
+import type { Client } from '../core/model.js';
 import {
   claimDueNotices,
   LOGOUT_NOTICES_CHANNEL,

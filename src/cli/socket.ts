@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { runCommand, type CliContext, type CliResult } from './commands.js';
+import { runCommand, type CliContext, type CliResult } from './registry.js';
 
 const SOCKET_NAME = 'latchkey.sock';
 

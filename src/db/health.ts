@@ -10,7 +10,7 @@
 // everything but the health checks answers 503. Everything the caches hold was current at the
 // beginning of the outage or read later, so no answer from memory is older than the grace. A
 // revocation committed through another replica meanwhile is seen once this one reconnects.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import { databaseUnavailableReason, type UnavailableReason } from './errors.js';
 
 export interface HealthLog {

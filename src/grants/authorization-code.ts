@@ -5,17 +5,17 @@
 // revokes what the first issued (RFC 6749 §4.1.2).
 import crypto from 'node:crypto';
 import { sql } from 'kysely';
-import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidTarget } from '../errors.js';
+import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidTarget } from '../core/errors.js';
 import { verifierMatches } from '../protocol/pkce.js';
 import { resolveAudience, userinfoAudience } from '../protocol/audience.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
 import { MAX_CODE_LENGTH, openCode, type OpenedCode } from '../tokens/codes.js';
-import { digest } from '../tokens/opaque.js';
+import { digest } from '../core/crypto.js';
 import { sealRefreshToken } from '../tokens/refresh-tokens.js';
 import { revokeFamiliesWhere } from '../store/refresh-families.js';
-import { metrics } from '../metrics/metrics.js';
-import type { SigningAlg } from '../config.js';
+import { metrics } from '../core/metrics.js';
+import type { SigningAlg } from '../core/config.js';
 import type { User } from '../db/types.js';
 import type { Grant, GrantContext, TokenResponse } from './types.js';
 

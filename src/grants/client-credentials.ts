@@ -1,11 +1,10 @@
 // grant_type=client_credentials (RFC 6749 §4.4): confidential clients only; `sub` is the client.
-import { InvalidScope, UnauthorizedClient } from '../errors.js';
-import { parseScope } from '../protocol/scopes.js';
+import { InvalidScope, UnauthorizedClient } from '../core/errors.js';
+import { USER_SCOPES, parseScope } from '../core/vocabulary.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import type { Grant } from './types.js';
 
-const USER_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
 
 export const clientCredentialsGrant: Grant = {
   grantType: 'client_credentials',

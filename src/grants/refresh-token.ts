@@ -8,17 +8,17 @@
 // Tokens issued before the sealing (their digests in refresh_tokens) are looked up as before; their
 // rotation consumes the digest row and issues a sealed successor.
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
-import type { SigningAlg } from '../config.js';
-import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../errors.js';
-import { parseScope } from '../protocol/scopes.js';
+import type { SigningAlg } from '../core/config.js';
+import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../core/errors.js';
+import { parseScope } from '../core/vocabulary.js';
 import { resolveAudience } from '../protocol/audience.js';
 import { findUserById } from '../store/users.js';
 import { revokeFamily } from '../store/refresh-families.js';
 import { queueFamilyLogout } from '../store/logout-outbox.js';
-import { metrics } from '../metrics/metrics.js';
+import { metrics } from '../core/metrics.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
-import { digest } from '../tokens/opaque.js';
+import { digest } from '../core/crypto.js';
 import { looksSealed, openRefreshToken, sealRefreshToken, type RefreshTokenClaims } from '../tokens/refresh-tokens.js';
 import type { Database, User } from '../db/types.js';
 import type { Grant, GrantContext, TokenResponse } from './types.js';

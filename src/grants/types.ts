@@ -1,6 +1,24 @@
 // The shape every grant module has: `{ grantType, handle }`, dispatched through the registry.
-import type { Client } from '../store/clients.js';
-import type { Runtime } from '../runtime.js';
+import type { Client } from '../core/model.js';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
+import type { DbHandle } from '../db/create-db.js';
+import type { Database } from '../db/types.js';
+import type { Keystore } from '../keys/keystore.js';
+
+/** What a grant needs of the runtime (src/ops/runtime.ts has it all). */
+export interface GrantRuntime {
+  config: Config;
+  db: Kysely<Database>;
+  dbh: DbHandle;
+  clock: Clock;
+  keystore: Keystore;
+  /** The key authorization codes are sealed under. */
+  codeSecret: Buffer;
+  /** The key refresh tokens are sealed under. */
+  refreshSecret: Buffer;
+}
 
 export interface TokenResponse {
   access_token: string;
@@ -12,7 +30,7 @@ export interface TokenResponse {
 }
 
 export interface GrantContext {
-  rt: Runtime;
+  rt: GrantRuntime;
   client: Client;
   /** Single-valued parameters of the request. */
   params: Record<string, string | undefined>;

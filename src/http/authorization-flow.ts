@@ -3,15 +3,15 @@
 // response mode it asked for (RFC 6749 §4.1.2 query, or OAuth 2.0 Form Post Response Mode).
 import crypto from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Client } from '../store/clients.js';
+import type { Client } from '../core/model.js';
 import { findLiveSession, type LoginSession } from '../store/login-sessions.js';
 import { audiencesToConsent, consentCovers, findConsent } from '../store/consents.js';
 import { CodeTooLarge, sealCode } from '../tokens/codes.js';
-import { InvalidRequest } from '../errors.js';
+import { InvalidRequest } from '../core/errors.js';
 import { buildRedirect, type AuthorizationRequest, type ResponseMode } from '../protocol/authorization-request.js';
 import { requestedUserClaims } from '../protocol/claims-request.js';
-import type { OAuthError } from '../errors.js';
-import { formActionSource, readSignedCookie } from './browser.js';
+import type { OAuthError } from '../core/errors.js';
+import { formActionSource, readSignedCookie, sendHtml } from './browser.js';
 import { formPostPage } from './views/pages.js';
 import type { Services } from './services.js';
 
@@ -87,14 +87,7 @@ export function sendAuthorizationResponse(reply: FastifyReply, r: AuthorizationR
   // Form Post Response Mode §5: its own CSP, allowing only this script and a post to the client
   const nonce = crypto.randomBytes(16).toString('base64');
   const csp = [`default-src 'none'`, `script-src 'nonce-${nonce}'`, `form-action ${formActionSource(r.redirectUri) || "'none'"}`, "frame-ancestors 'none'", "base-uri 'none'"].join('; ');
-  return reply
-    .code(200)
-    .header('content-security-policy', csp)
-    .header('x-frame-options', 'DENY')
-    .header('cache-control', 'no-store')
-    .header('pragma', 'no-cache')
-    .type('text/html; charset=utf-8')
-    .send(formPostPage({ action: r.redirectUri, fields: r.params, nonce }));
+  return sendHtml(reply, 200, csp, formPostPage({ action: r.redirectUri, fields: r.params, nonce }));
 }
 
 /** 303 See Other: after a credentials POST the browser must GET the target (never 307). */

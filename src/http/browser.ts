@@ -2,7 +2,7 @@
 // Secure on https), CSRF tokens bound to the interaction, the origin check, and page headers.
 import crypto from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config.js';
+import type { Config } from '../core/config.js';
 
 export interface CookieNames {
   session: string;
@@ -90,6 +90,11 @@ export function sendPage(reply: FastifyReply, config: Config, status: number, bo
     "base-uri 'none'",
     ...(config.issuerIsHttps ? ['upgrade-insecure-requests'] : []),
   ].join('; ');
+  return sendHtml(reply, status, csp, body);
+}
+
+/** Every HTML answer: its CSP, no framing, never cached. */
+export function sendHtml(reply: FastifyReply, status: number, csp: string, body: string): FastifyReply {
   return reply
     .code(status)
     .header('content-security-policy', csp)

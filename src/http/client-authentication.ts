@@ -1,9 +1,9 @@
 // The client-authentication step of /token, /revoke and /introspect, with failure rate limits
 // per client and per IP.
 import type { FastifyRequest } from 'fastify';
-import { InvalidClient, InvalidRequest } from '../errors.js';
+import { InvalidClient, InvalidRequest } from '../core/errors.js';
 import { extractClientCredentials, verifyClient } from '../protocol/client-auth.js';
-import type { Client } from '../store/clients.js';
+import type { Client } from '../core/model.js';
 import type { Services } from './services.js';
 
 export type FormParams = Record<string, string | string[] | undefined>;

@@ -2,7 +2,7 @@
 // tokens presented to our own resource endpoints — /userinfo and the admin API — with the
 // `DPoP` scheme and a proof bound to the token by `ath` (§7).
 import type { FastifyRequest } from 'fastify';
-import { InvalidDpopProof, InvalidDpopToken, InvalidToken } from '../errors.js';
+import { InvalidDpopProof, InvalidDpopToken, InvalidToken } from '../core/errors.js';
 import { dpopHeader, verifyDpopProof, type VerifiedProof } from '../protocol/dpop.js';
 import { recordDpopProof } from '../store/dpop-proofs.js';
 import { verifyAccessToken, type AccessTokenClaims } from '../tokens/access-token.js';

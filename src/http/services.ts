@@ -1,7 +1,8 @@
 // What the routes are given: the runtime plus the per-app helpers built on it.
 import type { FastifyRequest } from 'fastify';
-import type { Runtime } from '../runtime.js';
-import type { Config } from '../config.js';
+import { opsContextFor, type Runtime } from '../ops/runtime.js';
+import type { LocalCopies, OpsContext } from '../ops/context.js';
+import type { Config } from '../core/config.js';
 import type { ClientCache } from '../store/client-cache.js';
 import type { UserCache } from '../store/user-cache.js';
 import type { SessionCache } from '../store/session-cache.js';
@@ -14,6 +15,8 @@ import { DpopNonces } from '../protocol/dpop.js';
 
 export interface Services {
   rt: Runtime;
+  /** Admin operations (src/ops/) with this replica's copies: the admin API's, and the local socket's. */
+  ops: OpsContext & { insideServer: true };
   config: Config;
   clients: ClientCache;
   /** Users for /userinfo and /introspect (cached, invalidated by NOTIFY on every change). */
@@ -31,6 +34,16 @@ export interface Services {
 }
 
 export function createServices(rt: Runtime, caches: { clients: ClientCache; users: UserCache; sessions: SessionCache }, limits: FailureLimits, denylist: DenylistView): Services {
+  // the triggers tell every replica at commit (NOTIFY); this one drops its copies before it answers
+  const local: LocalCopies = {
+    userChanged(userId) {
+      caches.users.invalidate(userId);
+      caches.sessions.invalidate();
+    },
+    clientChanged: (clientId) => caches.clients.invalidate(clientId),
+    syncDenylist: () => denylist.sync(),
+    reloadKeys: () => rt.keystore.reload(),
+  };
   return {
     rt,
     config: rt.config,
@@ -48,5 +61,6 @@ export function createServices(rt: Runtime, caches: { clients: ClientCache; user
     now: () => new Date(rt.clock.now()),
     denylist,
     dpopNonces: new DpopNonces(rt.dpopNonceSecret, rt.config.dpopNonceSeconds, () => rt.clock.now()),
+    ops: opsContextFor(rt, local),
   };
 }

@@ -2,7 +2,7 @@
 // its algorithm and, like any next key, signs only after it has been published long enough.
 import crypto from 'node:crypto';
 import { calculateJwkThumbprint, CompactSign, compactVerify, importJWK, type JWK } from 'jose';
-import type { SigningAlg } from '../config.js';
+import type { SigningAlg } from '../core/config.js';
 import { assertKeysSealedBy, insertKey, keyTiming, lockKeys, notifyKeysChanged, type GeneratedKey } from './keystore.js';
 import { assertEnabledAlg, KeyLifecycleError, recordKeyAudit, type ActorInfo, type KeyDeps } from './rotation.js';
 

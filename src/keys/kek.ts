@@ -3,7 +3,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError } from '../core/config.js';
 
 export interface Kek {
   /** Stable, non-secret id of this KEK (stored with every sealed row). */

@@ -6,13 +6,14 @@
 import crypto from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
-import { systemClock, type Clock } from '../clock.js';
-import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../config.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../core/config.js';
 import type { Database, KeyState, SigningKeyRow } from '../db/types.js';
 import { KekMismatch, open, seal, type Kek } from './kek.js';
 
 /** NOTIFY channel: every replica reloads its keystore when a key changes. */
-export const KEYS_CHANNEL = 'latchkey_keys';
+import { KEYS_CHANNEL } from '../core/channels.js';
+export { KEYS_CHANNEL };
 /** One advisory lock serializes every change of signing keys (bootstrap, rotation, revocation …). */
 export const KEY_LIFECYCLE_LOCK_ID = 7_370_002;
 

@@ -6,14 +6,26 @@
 // (3) every KEY_POLL_SECONDS (default 30 s) regardless, together with the maintenance step. So a
 // replica follows a change at once, or within KEY_POLL_SECONDS if a notification was lost.
 import type { FastifyBaseLogger } from 'fastify';
-import type { Runtime } from '../runtime.js';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
+import type { DbHandle } from '../db/create-db.js';
+import type { Database } from '../db/types.js';
+import type { Kek } from './kek.js';
+import type { Keystore } from './keystore.js';
 import { KEYS_CHANNEL } from './keystore.js';
 import { runKeyMaintenance, type MaintenanceAction } from './rotation.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 
 export { KEYS_CHANNEL };
 
-type MaintenanceRuntime = Pick<Runtime, 'db' | 'kek' | 'clock' | 'config' | 'keystore'>;
+interface MaintenanceRuntime {
+  db: Kysely<Database>;
+  kek: Kek;
+  clock: Clock;
+  config: Config;
+  keystore: Keystore;
+}
 
 /** One maintenance step and a reload: what every replica does every KEY_POLL_SECONDS. */
 export async function keyMaintenanceStep(rt: MaintenanceRuntime): Promise<MaintenanceAction[]> {
@@ -24,7 +36,7 @@ export async function keyMaintenanceStep(rt: MaintenanceRuntime): Promise<Mainte
   }
 }
 
-export async function startKeyMaintenance(rt: Runtime, log: FastifyBaseLogger): Promise<() => Promise<void>> {
+export async function startKeyMaintenance(rt: MaintenanceRuntime & { dbh: DbHandle }, log: FastifyBaseLogger): Promise<() => Promise<void>> {
   const reload = (why: string): void => {
     rt.keystore.reload().catch((err: Error) => {
       // an outage has its one warning (src/db/health.ts)

@@ -3,8 +3,8 @@
 import { secretAad } from './secrets.js';
 import fs from 'node:fs';
 import type { Kysely } from 'kysely';
-import type { Clock } from '../clock.js';
-import { ConfigError } from '../config.js';
+import type { Clock } from '../core/clock.js';
+import { ConfigError } from '../core/config.js';
 import type { Database } from '../db/types.js';
 import { KekMismatch, kekFromBytes, open, seal, type Kek } from './kek.js';
 import { lockKeys, openPrivateJwk, sealPrivateJwk } from './keystore.js';

@@ -11,8 +11,8 @@
 //   (its expires_at), then the maintenance step deletes it, private part included;
 // - scheduled rotation: once the active key has signed for KEY_ROTATION_DAYS.
 import type { Kysely, Transaction } from 'kysely';
-import type { Clock } from '../clock.js';
-import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../config.js';
+import type { Clock } from '../core/clock.js';
+import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../core/config.js';
 import type { Database, SigningKeyRow } from '../db/types.js';
 import { recordAudit } from '../store/audit.js';
 import { KekMismatch, type Kek } from './kek.js';

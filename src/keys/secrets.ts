@@ -2,7 +2,7 @@
 // shared by every replica.
 import crypto from 'node:crypto';
 import type { Kysely } from 'kysely';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import type { Database } from '../db/types.js';
 import { open, seal, type Kek } from './kek.js';
 

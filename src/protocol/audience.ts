@@ -1,6 +1,6 @@
 // RFC 8707 resource → access-token audience, and the userinfo audience (RFC 9068 §3).
-import type { Client } from '../store/clients.js';
-import { InvalidTarget } from '../errors.js';
+import type { Client } from '../core/model.js';
+import { InvalidTarget } from '../core/errors.js';
 
 export const userinfoAudience = (issuer: string): string => `${issuer}/userinfo`;
 

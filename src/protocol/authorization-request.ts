@@ -1,42 +1,21 @@
 // Validation of an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636, RFC 8707),
 // framework-free. Errors before the client and redirect URI are verified are never redirected
 // (RFC 6749 §4.1.2.1); every later one is.
-import type { Client } from '../store/clients.js';
-import { InvalidRequest, InvalidScope, InvalidTarget, OAuthError, UnauthorizedClient, UnsupportedResponseType } from '../errors.js';
+import type { Client } from '../core/model.js';
+import { InvalidRequest, InvalidScope, InvalidTarget, OAuthError, UnauthorizedClient, UnsupportedResponseType } from '../core/errors.js';
 import { matchRedirectUri } from './redirect-uri.js';
 import { isValidChallenge } from './pkce.js';
-import { parseScope } from './scopes.js';
-import { parseClaimsRequest, unmetEssentialAcr, type ClaimsRequest } from './claims-request.js';
-import { UnmetAuthenticationRequirements } from '../errors.js';
+import { parseScope } from '../core/vocabulary.js';
+import { parseClaimsRequest, unmetEssentialAcr } from './claims-request.js';
+import { UnmetAuthenticationRequirements } from '../core/errors.js';
 import { JKT_PATTERN } from './dpop.js';
 
-export type ResponseMode = 'query' | 'form_post';
 export const RESPONSE_MODES: ResponseMode[] = ['query', 'form_post'];
 export const DISPLAY_VALUES = ['page'];
 export const UI_LOCALES = ['en'];
 
-export interface AuthorizationRequest {
-  clientId: string;
-  redirectUri: string;
-  scopes: string[];
-  state?: string;
-  nonce?: string;
-  codeChallenge?: string;
-  prompt: string[];
-  maxAge?: number;
-  loginHint?: string;
-  resources: string[];
-  responseMode: ResponseMode;
-  /** OIDC Core §5.5 */
-  claims?: ClaimsRequest;
-  acrValues: string[];
-  /** The first of ui_locales we have a translation for (OIDC Core §3.1.2.1); 'en' otherwise. */
-  uiLocale: string;
-  /** RFC 9449 §10: the code is bound to this DPoP key (JWK SHA-256 thumbprint). */
-  dpopJkt?: string;
-}
-
-export type RawParams = Record<string, string | string[] | undefined>;
+export type { AuthorizationRequest, RawParams, ResponseMode } from '../core/model.js';
+import type { AuthorizationRequest, ClaimsRequest, RawParams, ResponseMode } from '../core/model.js';
 
 /** An error that must be shown on our own page, never redirected. */
 export class UnsafeRequestError extends Error {

@@ -1,18 +1,10 @@
 // The `claims` request parameter (OIDC Core §5.5): individual claims asked for the ID token and
 // the userinfo response, `essential`, and `value`/`values` (used for `acr`). Claims we do not
 // know are ignored (§5.5: "an OP MUST ignore claims it does not understand").
-import { SUPPORTED_ACR_VALUES } from './acr.js';
+import { SUPPORTED_ACR_VALUES } from '../core/acr.js';
 
-export interface ClaimSpec {
-  essential?: boolean;
-  value?: string;
-  values?: string[];
-}
-
-export interface ClaimsRequest {
-  userinfo?: Record<string, ClaimSpec | null>;
-  id_token?: Record<string, ClaimSpec | null>;
-}
+export type { ClaimSpec, ClaimsRequest } from '../core/model.js';
+import type { ClaimSpec, ClaimsRequest } from '../core/model.js';
 
 /** The user claims that can be asked for by name (what userClaims can release). */
 export const REQUESTABLE_USER_CLAIMS = ['name', 'email', 'email_verified'];

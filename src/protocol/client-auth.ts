@@ -6,11 +6,11 @@
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import type { Client } from '../store/clients.js';
-import { InvalidClient, InvalidRequest } from '../errors.js';
-import { matchesDigest } from '../tokens/opaque.js';
+import type { Client } from '../core/model.js';
+import { InvalidClient, InvalidRequest } from '../core/errors.js';
+import { matchesDigest } from '../core/crypto.js';
 import { CLIENT_ASSERTION_ALGS } from './client-jwks.js';
-import { isStorableText } from './storable-text.js';
+import { isStorableText } from '../core/storable-text.js';
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const MAX_ASSERTION_LIFETIME = 300;

@@ -5,7 +5,8 @@ import { importJWK, type JWK } from 'jose';
 export class ClientJwksError extends Error {}
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
-export const CLIENT_ASSERTION_ALGS = ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'];
+import { CLIENT_ASSERTION_ALGS } from '../core/vocabulary.js';
+export { CLIENT_ASSERTION_ALGS };
 
 export async function parseClientJwks(text: string): Promise<{ keys: Record<string, unknown>[] }> {
   let parsed: unknown;

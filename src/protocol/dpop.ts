@@ -6,14 +6,15 @@
 // nothing.
 import crypto from 'node:crypto';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
-import { InvalidDpopProof, UseDpopNonce } from '../errors.js';
+import { InvalidDpopProof, UseDpopNonce } from '../core/errors.js';
 
 /**
  * RFC 9449 §5.1 dpop_signing_alg_values_supported: asymmetric only. Ed25519 is RFC 9864's
  * fully-specified name for EdDSA over Ed25519, which current clients (oauth4webapi, openid-client)
  * put in proofs by default.
  */
-export const DPOP_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'] as const;
+import { DPOP_ALGS } from '../core/vocabulary.js';
+export { DPOP_ALGS };
 /** Seconds a proof is accepted after its iat (plus the clock leeway either side). */
 export const DPOP_PROOF_WINDOW = 60;
 const MAX_PROOF_LENGTH = 8192;

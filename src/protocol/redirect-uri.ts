@@ -1,6 +1,6 @@
 // Redirect-URI rules. RFC 6749 §3.1.2: absolute, no fragment. RFC 9700 §2.1: exact matching.
 // RFC 8252 §7.3: for native (public) clients a loopback IP redirect URI matches on any port.
-import { isLoopbackHost } from '../config.js';
+import { isLoopbackHost } from '../core/config.js';
 
 export const LOOPBACK_IPS = new Set(['127.0.0.1', '[::1]']);
 

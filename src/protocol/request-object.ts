@@ -3,8 +3,8 @@
 // header chooses nothing: keys come only from the client's registration (never `jku`, `x5u` or an
 // embedded `jwk`), and unsigned objects (`alg: none`) are refused by the pinned list.
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
-import { isStorableText } from './storable-text.js';
-import type { Client } from '../store/clients.js';
+import { isStorableText } from '../core/storable-text.js';
+import type { Client } from '../core/model.js';
 import { CLIENT_ASSERTION_ALGS } from './client-jwks.js';
 import { UnsafeRequestError, type RawParams } from './authorization-request.js';
 

@@ -2,11 +2,12 @@
 // client id when they change one (src/cli/commands.ts).
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import { NotifiedCache } from './notified-cache.js';
 import { findClient, type Client } from './clients.js';
 
-export const CLIENTS_CHANNEL = 'latchkey_clients';
+import { CLIENTS_CHANNEL } from '../core/channels.js';
+export { CLIENTS_CHANNEL };
 
 export class ClientCache extends NotifiedCache<Client> {
   constructor(db: Kysely<Database>, clock: Clock) {

@@ -1,39 +1,9 @@
-// Repository functions for clients, and the Client domain type the protocol core uses.
+// Repository functions for clients (the Client type is in src/core/model.ts).
 import { sql, type Kysely } from 'kysely';
 import type { ClientRow, Database } from '../db/types.js';
 
-export interface Client {
-  clientId: string;
-  name: string;
-  secretDigest: string | null;
-  isPublic: boolean;
-  redirectUris: string[];
-  postLogoutRedirectUris: string[];
-  grantTypes: string[];
-  scopes: string[];
-  audiences: string[];
-  firstParty: boolean;
-  createdAt: Date;
-  /** Registered token endpoint auth method; null = either secret method (or none if public). */
-  authMethod: string | null;
-  idTokenAlg: string;
-  jwks: { keys: Record<string, unknown>[] } | null;
-  requirePkce: boolean;
-  isAdmin: boolean;
-  refreshWithoutOffline: boolean;
-  /** The status-list index of the client's current client_credentials tokens. */
-  ccStatusIdx: string;
-  /** OIDC Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed; null = none. */
-  backchannelLogoutUri: string | null;
-  /** The logout token must carry `sid` (§2.2 backchannel_logout_session_required). */
-  backchannelLogoutSessionRequired: boolean;
-  /** RFC 9126 §6: authorization requests only through the PAR endpoint. */
-  requirePar: boolean;
-  /** The audiences this client serves as a resource server: it may introspect their tokens. */
-  resourceServers: string[];
-  /** RFC 9449 §5.2 dpop_bound_access_tokens: token requests without a DPoP proof are refused. */
-  dpopBound: boolean;
-}
+export type { Client } from '../core/model.js';
+import type { Client } from '../core/model.js';
 
 export function toClient(row: ClientRow): Client {
   return {
@@ -198,4 +168,9 @@ export async function rotateClientStatusIndex(db: Kysely<Database>, clientId: st
   const r = await sql`UPDATE clients SET cc_status_idx = nextval('status_index_seq') WHERE client_id = ${clientId} AND cc_status_idx = ${current}::bigint`.execute(db);
   await sql`SELECT pg_notify('latchkey_clients', ${clientId})`.execute(db);
   return Number(r.numAffectedRows ?? 0n) === 1;
+}
+
+/** The status index a client's client_credentials tokens currently carry. */
+export async function clientStatusIndex(db: Kysely<Database>, clientId: string): Promise<string | undefined> {
+  return (await db.selectFrom('clients').select('cc_status_idx').where('client_id', '=', clientId).executeTakeFirst())?.cc_status_idx;
 }

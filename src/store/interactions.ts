@@ -7,9 +7,9 @@
 // - pushed authorization requests (RFC 9126), written by an authenticated client, taken once.
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { digest, randomToken } from '../tokens/opaque.js';
-import { seal, unseal } from '../tokens/sealed-state.js';
-import type { AuthorizationRequest, RawParams } from '../protocol/authorization-request.js';
+import { digest, randomToken } from '../core/crypto.js';
+import { seal, unseal } from '../core/sealing.js';
+import type { AuthorizationRequest, RawParams } from '../core/model.js';
 
 export interface Interaction {
   /** The random id (in the URL path and the browser's cookie). */

@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
-import { digest, randomToken } from '../tokens/opaque.js';
+import { digest, randomToken } from '../core/crypto.js';
 
 export interface LoginSession {
   sid: string;

@@ -6,10 +6,12 @@
 import crypto from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { randomToken } from '../tokens/opaque.js';
+import { isUuid } from '../core/vocabulary.js';
+import { randomToken } from '../core/crypto.js';
 import { recordAudit } from './audit.js';
 
-export const LOGOUT_NOTICES_CHANNEL = 'latchkey_logout_notices';
+import { LOGOUT_NOTICES_CHANNEL } from '../core/channels.js';
+export { LOGOUT_NOTICES_CHANNEL };
 
 interface Candidate {
   client_id: string;
@@ -170,7 +172,7 @@ export async function markFailed(db: Kysely<Database>, n: ClaimedNotice, at: Dat
   return db.transaction().execute(async (trx) => {
     const r = await trx.updateTable('logout_notices').set({ failed_at: at, claim: null, last_error: error.slice(0, 500) }).where(mine(n)).executeTakeFirst();
     if (Number(r.numUpdatedRows) !== 1) return false;
-    const userId = n.sub && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(n.sub) ? n.sub : null;
+    const userId = n.sub && isUuid(n.sub) ? n.sub : null;
     await recordAudit(trx, at, {
       type: 'backchannel_logout.failed',
       actor: 'server',

@@ -11,7 +11,7 @@
 // does not hold, the cache refuses (DatabaseUnavailable: 503). The first reconnection drops
 // everything, since changes may have been missed.
 import type { DbHandle } from '../db/create-db.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import type { DbHealth } from '../db/health.js';
 import { DatabaseUnavailable } from '../db/errors.js';
 

@@ -3,7 +3,7 @@
 // advisory lock makes one replica at a time do it.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { DENYLIST_RETENTION_SECONDS } from './refresh-families.js';
+import { DENYLIST_RETENTION_SECONDS } from '../core/channels.js';
 
 const PRUNE_LOCK_ID = 7_370_003;
 const DAY = 86_400_000;

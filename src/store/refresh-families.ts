@@ -2,32 +2,10 @@
 // those issued before the sealing are found by their digests in refresh_tokens.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
-import { digest } from '../tokens/opaque.js';
-import { looksSealed, openRefreshToken } from '../tokens/refresh-tokens.js';
+import { isUuid } from '../core/vocabulary.js';
+import { digest } from '../core/crypto.js';
 
-export const DENYLIST_CHANNEL = 'latchkey_denylist';
-
-/**
- * How long past its token's `exp` a denylist entry is kept (written, loaded, pruned): tokens are
- * accepted until `exp` + CLOCK_LEEWAY_SECONDS, so an entry must outlive that. It is the largest
- * leeway the configuration admits, so replicas configured with different leeways agree.
- */
-export const DENYLIST_RETENTION_SECONDS = 300;
-
-/**
- * The denylist key of a revoked family. Access tokens carry their family in the `fid` claim, and
- * a token whose jti or family key is on the denylist is refused. A jti is base64url, so it never
- * contains the colon.
- */
-export const familyDenyKey = (familyId: string): string => `family:${familyId}`;
-
-/** The denylist key that sets a deleted client's client_credentials status index (no endpoint asks for it). */
-/**
- * Every token that carries this status index (a client_credentials client's tokens share one until
- * it moves on): listed until the longest-lived of them has expired, refused by our endpoints as the
- * status list refuses it at resource servers.
- */
-export const statusDenyKey = (statusIdx: string | number): string => `status:${statusIdx}`;
+import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS, familyDenyKey, statusDenyKey } from '../core/channels.js';
 
 export interface NewFamily {
   id: string;
@@ -88,13 +66,15 @@ export interface PresentedRefreshToken {
 }
 
 /**
- * The family a presented refresh token belongs to (for /revoke and /introspect), or undefined when
- * it is none of ours: a sealed token names its family, a token from before the sealing is found by
- * its digest. A string of the sealed length that does not open is looked up nowhere.
+ * The family of a presented refresh token (src/tokens/refresh-tokens.ts `findRefreshToken` opens
+ * it): a sealed token names its family and generation; one from before the sealing is found by
+ * the digest of the token.
  */
-export async function findRefreshToken(db: Kysely<Database>, secret: Buffer, token: string): Promise<PresentedRefreshToken | undefined> {
-  const sealed = openRefreshToken(secret, token);
-  if (!sealed && looksSealed(token)) return undefined;
+export async function findRefreshTokenFamily(
+  db: Kysely<Database>,
+  sealed: { familyId: string; generation: number; issuedAt: Date } | undefined,
+  token: string,
+): Promise<PresentedRefreshToken | undefined> {
   const q = db
     .selectFrom('refresh_families as f')
     .innerJoin('users as u', 'u.id', 'f.user_id')
@@ -214,4 +194,10 @@ export async function listFamilies(db: Kysely<Database>, filter: { userId?: stri
     created_ip: r.created_ip,
     created_user_agent: r.created_user_agent,
   }));
+}
+
+/** A family's owner, for an admin revoking it by id (undefined for an unknown or malformed id). */
+export async function findFamilyOwner(db: Kysely<Database>, id: string): Promise<{ id: string; user_id: string; client_id: string } | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db.selectFrom('refresh_families').select(['id', 'user_id', 'client_id']).where('id', '=', id).executeTakeFirst();
 }

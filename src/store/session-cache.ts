@@ -6,11 +6,12 @@
 // is redeemed (src/grants/authorization-code.ts), so a session ended a moment ago on another
 // replica can never yield tokens.
 import type { DbHandle } from '../db/create-db.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import { NotifiedCache } from './notified-cache.js';
 import { loadSession, type SessionRow } from './login-sessions.js';
 
-export const SESSIONS_CHANNEL = 'latchkey_sessions';
+import { SESSIONS_CHANNEL } from '../core/channels.js';
+export { SESSIONS_CHANNEL };
 
 export class SessionCache extends NotifiedCache<SessionRow> {
   constructor(dbh: Pick<DbHandle, 'db' | 'prepared'>, clock: Clock) {

@@ -3,11 +3,12 @@
 // server, the CLI, plain SQL).
 import type { Kysely } from 'kysely';
 import type { Database, User } from '../db/types.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import { NotifiedCache } from './notified-cache.js';
 import { findUserById } from './users.js';
 
-export const USERS_CHANNEL = 'latchkey_users';
+import { USERS_CHANNEL } from '../core/channels.js';
+export { USERS_CHANNEL };
 
 export class UserCache extends NotifiedCache<User> {
   constructor(db: Kysely<Database>, clock: Clock) {

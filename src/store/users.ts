@@ -2,8 +2,8 @@
 import type { Kysely } from 'kysely';
 import type { Database, User } from '../db/types.js';
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (s: string): boolean => UUID_RE.test(s);
+import { isUuid } from '../core/vocabulary.js';
+export { isUuid };
 
 // A pragmatic email check: one @, no spaces, a dot in the domain, within RFC 5321 lengths.
 export function isValidEmail(email: string): boolean {

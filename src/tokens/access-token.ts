@@ -1,11 +1,12 @@
 // RFC 9068 JWT access tokens: signed with the active key of the configured algorithm, verified
 // against our own published keys only, with pinned algorithms and `typ: at+jwt`.
-import { CompactSign, errors as joseErrors, jwtVerify, type JWTPayload, type JWTHeaderParameters } from 'jose';
-import type { Clock } from '../clock.js';
-import type { Config } from '../config.js';
+import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTHeaderParameters } from 'jose';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
 import type { Keystore } from '../keys/keystore.js';
-import { InvalidToken } from '../errors.js';
-import { randomToken } from './opaque.js';
+import { InvalidToken } from '../core/errors.js';
+import { randomToken, signJwt } from '../core/crypto.js';
+export { signJwt };
 import { statusClaim } from './status-list.js';
 
 export interface AccessTokenInput {
@@ -60,17 +61,6 @@ export interface TokenDeps {
 }
 
 export const newJti = (): string => randomToken(16);
-
-const utf8 = new TextEncoder();
-
-/**
- * A JWT is a JWS whose payload is the JSON claims set: jose's CompactSign signs it. (jose's SignJWT
- * builder re-validates every claim we have just set, which cost about 15% of a token's CPU; the
- * claims here are built from typed inputs.)
- */
-export function signJwt(claims: Record<string, unknown>, header: { alg: string; kid: string; typ: string }, key: Parameters<CompactSign['sign']>[0]): Promise<string> {
-  return new CompactSign(utf8.encode(JSON.stringify(claims))).setProtectedHeader(header).sign(key);
-}
 
 export async function signAccessToken(deps: TokenDeps, input: AccessTokenInput): Promise<IssuedAccessToken> {
   const { config, keystore, clock } = deps;

@@ -13,7 +13,7 @@
 // IV is random too, and the version and purpose are bound as associated data. A string that does
 // not re-encode to itself is refused, so a code has exactly one spelling.
 import crypto from 'node:crypto';
-import { digest, randomBytes } from './opaque.js';
+import { digest, randomBytes } from '../core/crypto.js';
 
 const AAD = Buffer.from('latchkey:authorization-code:v1', 'utf8');
 /** The longest code we hand out (the /token form field allows 8192 characters). */

@@ -14,9 +14,9 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../core/clock.js';
 import type { DbHealth } from '../db/health.js';
-import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../store/refresh-families.js';
+import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../core/channels.js';
 
 const PAGE = 5000;
 const RETENTION_MS = DENYLIST_RETENTION_SECONDS * 1000;

@@ -2,10 +2,11 @@
 // the client registered another).
 import crypto from 'node:crypto';
 import { compactVerify, decodeJwt } from 'jose';
-import type { SigningAlg } from '../config.js';
+import type { SigningAlg } from '../core/config.js';
 import type { User } from '../db/types.js';
-import { ACR_PASSWORD, AMR_PASSWORD } from '../protocol/acr.js';
-import { signJwt, type TokenDeps } from './access-token.js';
+import { ACR_PASSWORD, AMR_PASSWORD } from '../core/acr.js';
+import type { TokenDeps } from './access-token.js';
+import { signJwt } from '../core/crypto.js';
 
 /** OIDC Core §3.1.3.6: left half of the hash of the access token (SHA-512 for Ed25519). */
 export function atHash(accessToken: string, alg: string): string {

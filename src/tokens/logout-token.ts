@@ -1,9 +1,10 @@
 // OIDC Back-Channel Logout 1.0 §2.4: the logout token. Signed at delivery time with the client's
 // ID token algorithm (a retry gets a fresh iat/exp, the same jti); never a nonce (§2.4 forbids it,
 // so that a logout token can never pass for an ID token).
-import type { SigningAlg } from '../config.js';
-import { epochSeconds } from '../clock.js';
-import { signJwt, type TokenDeps } from './access-token.js';
+import type { SigningAlg } from '../core/config.js';
+import { epochSeconds } from '../core/clock.js';
+import type { TokenDeps } from './access-token.js';
+import { signJwt } from '../core/crypto.js';
 
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 /** §2.4 recommends at most two minutes. */

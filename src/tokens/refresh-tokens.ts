@@ -11,8 +11,12 @@
 // applies; the version and purpose are the associated data; a string that does not re-encode to
 // itself is refused, so a token has exactly one spelling. The plaintext is fixed-size binary:
 // family id (16 bytes, a UUID), generation (uint32), issue time (ms since the epoch, uint64).
+import { isUuid } from '../core/vocabulary.js';
 import crypto from 'node:crypto';
-import { randomBytes } from './opaque.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/types.js';
+import { findRefreshTokenFamily, type PresentedRefreshToken } from '../store/refresh-families.js';
+import { randomBytes } from '../core/crypto.js';
 
 const AAD = Buffer.from('latchkey:refresh-token:v1', 'utf8');
 const SALT = 16;
@@ -21,7 +25,6 @@ const TAG = 16;
 const PLAIN = 16 + 4 + 8;
 /** The length of every sealed refresh token (the grant refuses anything over 200 characters). */
 export const SEALED_REFRESH_TOKEN_LENGTH = Math.ceil(((SALT + IV + PLAIN + TAG) * 4) / 3);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 export interface RefreshTokenClaims {
@@ -35,7 +38,7 @@ const tokenKey = (secret: Buffer, salt: Buffer): Buffer => crypto.createHmac('sh
 
 /** Seal the refresh token of `familyId` at `generation`, issued at `at`. */
 export function sealRefreshToken(secret: Buffer, familyId: string, generation: number, at: Date): string {
-  if (!UUID.test(familyId)) throw new TypeError('a family id is a UUID');
+  if (!isUuid(familyId)) throw new TypeError('a family id is a UUID');
   if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) throw new RangeError('generation out of range');
   const plain = Buffer.alloc(PLAIN);
   Buffer.from(familyId.replaceAll('-', ''), 'hex').copy(plain, 0);
@@ -70,4 +73,15 @@ export function openRefreshToken(secret: Buffer, token: string): RefreshTokenCla
   const hex = plain.toString('hex', 0, 16);
   const familyId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   return { familyId, generation: plain.readUInt32BE(16), issuedAt: new Date(Number(plain.readBigUInt64BE(20))) };
+}
+
+/**
+ * The family a presented refresh token belongs to (for /revoke and /introspect), or undefined when
+ * it is none of ours: a sealed token names its family, a token from before the sealing is found by
+ * its digest. A string of the sealed length that does not open is looked up nowhere.
+ */
+export async function findRefreshToken(db: Kysely<Database>, secret: Buffer, token: string): Promise<PresentedRefreshToken | undefined> {
+  const sealed = openRefreshToken(secret, token);
+  if (!sealed && looksSealed(token)) return undefined;
+  return findRefreshTokenFamily(db, sealed, token);
 }

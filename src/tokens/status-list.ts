@@ -6,13 +6,13 @@
 import crypto from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { StatusList } from '@sd-jwt/jwt-status-list';
-import type { Clock } from '../clock.js';
-import type { SigningAlg } from '../config.js';
+import type { Clock } from '../core/clock.js';
+import type { SigningAlg } from '../core/config.js';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
 import type { Keystore } from '../keys/keystore.js';
-import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../store/refresh-families.js';
-import { signJwt } from './access-token.js';
+import { DENYLIST_CHANNEL, DENYLIST_RETENTION_SECONDS } from '../core/channels.js';
+import { signJwt } from '../core/crypto.js';
 
 /** Entries per list: 2^20 one-bit statuses, 128 KiB before compression. */
 export const STATUS_LIST_SIZE = 1 << 20;

@@ -8,7 +8,7 @@ import { createClient, createUser, type TestClient } from '../helpers/fixtures.j
 import { loginAndRedeem, tokenRequest, type TokenSet, authorizeState as authorizeStateAt, canLogIn as canLogInAt } from '../helpers/flow.js';
 import { Browser } from '../helpers/http-login.js';
 import { runCli, waitFor, type CliRun } from '../helpers/process.js';
-import { resolveCommand } from '../../src/cli/commands.js';
+import { resolveCommand } from '../../src/cli/registry.js';
 
 t.teardown(dropCreatedDatabases);
 

@@ -3,7 +3,7 @@
 // page; once the queue has room, the same interaction logs in.
 import t from 'tap';
 import { createPasswordHasher, type PasswordHasher } from '../../src/accounts/passwords.js';
-import { TemporarilyUnavailable } from '../../src/errors.js';
+import { TemporarilyUnavailable } from '../../src/core/errors.js';
 import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createClient, createUser } from '../helpers/fixtures.js';
 import { authorizationUrl } from '../helpers/flow.js';

@@ -2,7 +2,7 @@
 // instead of starving token signing of the thread pool.
 import t from 'tap';
 import { Gate } from '../../src/accounts/passwords.js';
-import { TemporarilyUnavailable } from '../../src/errors.js';
+import { TemporarilyUnavailable } from '../../src/core/errors.js';
 
 t.test('the gate runs at most `limit` at once and refuses past the queue', async (t) => {
   const gate = new Gate(1, 1);

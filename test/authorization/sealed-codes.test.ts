@@ -3,7 +3,7 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { MAX_CODE_LENGTH, CodeTooLarge, openCode, sealCode, type CodeGrant } from '../../src/tokens/codes.js';
-import { digest } from '../../src/tokens/opaque.js';
+import { digest } from '../../src/core/crypto.js';
 
 const key = crypto.randomBytes(32);
 const at = new Date('2026-11-24T10:00:00Z');

@@ -12,8 +12,8 @@ import { loginAndRedeem, tokenRequest, type TokenSet } from '../helpers/flow.js'
 import { Browser } from '../helpers/http-login.js';
 import { waitFor } from '../helpers/process.js';
 import { LogoutRp, type ReceivedToken } from '../helpers/logout-rp.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { queueUserLogout } from '../../src/store/logout-outbox.js';
 import { revokeFamiliesWhere } from '../../src/store/refresh-families.js';
 

@@ -60,7 +60,7 @@ t.test('on the embedded database, through a running server', async (t) => {
 
 
 t.test('a key id beginning with "-" is an argument, not an option', async (t) => {
-  const { parseCommand } = await import('../../src/cli/commands.js');
+  const { parseCommand } = await import('../../src/cli/registry.js');
   const kid = '-r3xK9_abcdefghijklmnopqrstuvwxyz0123456789';
   t.same(parseCommand(['keys', 'revoke', kid]).positionals, [kid]);
   const p = parseCommand(['keys', 'revoke', '--reason', '-short-reason', kid]);

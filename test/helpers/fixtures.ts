@@ -1,7 +1,7 @@
 // Users and clients created the way the CLI creates them (same command functions).
-import type { Runtime } from '../../src/runtime.js';
-import { cliContextFor } from '../../src/runtime.js';
-import { runCommand } from '../../src/cli/commands.js';
+import type { Runtime } from '../../src/ops/runtime.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
 
 export async function cli(rt: Runtime, argv: string[], stdin?: string): Promise<Record<string, unknown>> {
   const r = await runCommand([...argv, '--json'], cliContextFor(rt), stdin);

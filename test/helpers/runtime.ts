@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { ManualClock } from '../../src/clock.js';
-import { loadConfig, type Config } from '../../src/config.js';
-import { openRuntime, type Runtime } from '../../src/runtime.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { loadConfig, type Config } from '../../src/core/config.js';
+import { openRuntime, type Runtime } from '../../src/ops/runtime.js';
 import { buildApp } from '../../src/app.js';
 import type { PasswordHasher } from '../../src/accounts/passwords.js';
 

@@ -5,7 +5,7 @@ import t from 'tap';
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
 import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv } from '../helpers/runtime.js';
-import type { SigningAlg } from '../../src/config.js';
+import type { SigningAlg } from '../../src/core/config.js';
 import { signAccessToken } from '../../src/tokens/access-token.js';
 import { idTokenSigningAlgs } from '../../src/keys/keystore.js';
 

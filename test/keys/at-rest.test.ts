@@ -13,7 +13,7 @@ import { openPrivateJwk } from '../../src/keys/keystore.js';
 import { rewrapKeys } from '../../src/keys/rewrap.js';
 import { revokeKey, rotateKeys } from '../../src/keys/rotation.js';
 import { signAccessToken, verifyAccessToken } from '../../src/tokens/access-token.js';
-import { systemClock } from '../../src/clock.js';
+import { systemClock } from '../../src/core/clock.js';
 
 t.teardown(dropCreatedDatabases);
 

@@ -9,8 +9,8 @@ import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv, tempDir } from '../helpers/runtime.js';
 import { importKey } from '../../src/keys/import.js';
 import { KeyLifecycleError, revokeKey, rotateKeys } from '../../src/keys/rotation.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { signAccessToken } from '../../src/tokens/access-token.js';
 
 t.teardown(dropCreatedDatabases);

@@ -8,8 +8,8 @@ import { createTestEnv } from '../helpers/runtime.js';
 import { keyMaintenanceStep } from '../../src/keys/maintenance.js';
 import { importKey } from '../../src/keys/import.js';
 import { KeyLifecycleError, listKeys, rotateKeys } from '../../src/keys/rotation.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { signAccessToken, verifyAccessToken } from '../../src/tokens/access-token.js';
 
 t.teardown(dropCreatedDatabases);

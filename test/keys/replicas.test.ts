@@ -5,11 +5,11 @@ import { sql } from 'kysely';
 import { dropCreatedDatabases, hasPostgres, postgres, POSTGRES_SKIP_REASON } from '../helpers/backends.js';
 import { createTestEnv, type TestEnv } from '../helpers/runtime.js';
 import { waitFor } from '../helpers/process.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { keyMaintenanceStep } from '../../src/keys/maintenance.js';
 import { rotateKeys } from '../../src/keys/rotation.js';
-import type { SigningAlg } from '../../src/config.js';
+import type { SigningAlg } from '../../src/core/config.js';
 
 t.teardown(dropCreatedDatabases);
 

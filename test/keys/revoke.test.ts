@@ -4,10 +4,10 @@ import t from 'tap';
 import { createRemoteJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv } from '../helpers/runtime.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { signAccessToken, verifyAccessToken } from '../../src/tokens/access-token.js';
-import { InvalidToken } from '../../src/errors.js';
+import { InvalidToken } from '../../src/core/errors.js';
 import { userinfoAudience } from '../../src/protocol/audience.js';
 
 t.teardown(dropCreatedDatabases);

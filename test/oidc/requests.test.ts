@@ -9,8 +9,8 @@ import { createTestEnv } from '../helpers/runtime.js';
 import { createClient, createUser } from '../helpers/fixtures.js';
 import { Browser, authorizeWithLogin, parseForm } from '../helpers/http-login.js';
 import { authorizationUrl, basic, loginAndRedeem, postForm, tokenRequest } from '../helpers/flow.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { pruneExpired } from '../../src/store/pruning.js';
 import { recordAudit } from '../../src/store/audit.js';
 

@@ -8,8 +8,8 @@ import { createClient, createUser } from '../helpers/fixtures.js';
 import { authorizationUrl, loginAndRedeem, postForm, tokenRequest } from '../helpers/flow.js';
 import { Browser, authorizeWithLogin } from '../helpers/http-login.js';
 import { Gate } from '../../src/accounts/passwords.js';
-import { loadConfig } from '../../src/config.js';
-import { metrics } from '../../src/metrics/metrics.js';
+import { loadConfig } from '../../src/core/config.js';
+import { metrics } from '../../src/core/metrics.js';
 
 t.teardown(dropCreatedDatabases);
 

@@ -12,8 +12,8 @@ import { createClient, createUser } from '../helpers/fixtures.js';
 import { loginAndRedeem } from '../helpers/flow.js';
 import { ROOT, runCli, startServer, waitFor } from '../helpers/process.js';
 import { freePort, tempDir } from '../helpers/runtime.js';
-import { cliContextFor } from '../../src/runtime.js';
-import { formatTable, runCommand } from '../../src/cli/commands.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
+import { formatTable, runCommand } from '../../src/cli/registry.js';
 
 t.teardown(dropCreatedDatabases);
 

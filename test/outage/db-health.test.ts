@@ -3,7 +3,7 @@
 // with nothing else to wait for (test/outage/postgres-cut.test.ts relies on that for its recovery).
 // The grace is decided by the injected clock, not by elapsed time.
 import t from 'tap';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/core/clock.js';
 import { DbHealth } from '../../src/db/health.js';
 import { waitFor } from '../helpers/process.js';
 

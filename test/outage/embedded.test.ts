@@ -6,9 +6,9 @@
 import t, { type Test } from 'tap';
 import { PassThrough } from 'node:stream';
 import type { KyselyPlugin } from 'kysely';
-import { ManualClock } from '../../src/clock.js';
-import { loadConfig } from '../../src/config.js';
-import { openRuntime, type Runtime } from '../../src/runtime.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { loadConfig } from '../../src/core/config.js';
+import { openRuntime, type Runtime } from '../../src/ops/runtime.js';
 import { buildApp } from '../../src/app.js';
 import { createClient, createUser } from '../helpers/fixtures.js';
 import { authorizationUrl, loginAndRedeem, postForm, tokenRequest } from '../helpers/flow.js';

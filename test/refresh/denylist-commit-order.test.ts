@@ -9,7 +9,8 @@ import { createClient, createUser } from '../helpers/fixtures.js';
 import { loginAndRedeem, postForm } from '../helpers/flow.js';
 import { waitFor } from '../helpers/process.js';
 import { DenylistView } from '../../src/tokens/denylist-view.js';
-import { denylist, DENYLIST_RETENTION_SECONDS } from '../../src/store/refresh-families.js';
+import { denylist } from '../../src/store/refresh-families.js';
+import { DENYLIST_RETENTION_SECONDS } from '../../src/core/channels.js';
 import { pruneExpired } from '../../src/store/pruning.js';
 
 t.teardown(dropCreatedDatabases);

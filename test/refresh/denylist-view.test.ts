@@ -6,7 +6,8 @@ import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv } from '../helpers/runtime.js';
 import { waitFor } from '../helpers/process.js';
 import { DenylistView } from '../../src/tokens/denylist-view.js';
-import { denylist, DENYLIST_RETENTION_SECONDS } from '../../src/store/refresh-families.js';
+import { denylist } from '../../src/store/refresh-families.js';
+import { DENYLIST_RETENTION_SECONDS } from '../../src/core/channels.js';
 
 t.teardown(dropCreatedDatabases);
 

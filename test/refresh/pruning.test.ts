@@ -3,7 +3,8 @@ import t from 'tap';
 import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv } from '../helpers/runtime.js';
 import { pruneExpired } from '../../src/store/pruning.js';
-import { denylist, DENYLIST_RETENTION_SECONDS } from '../../src/store/refresh-families.js';
+import { denylist } from '../../src/store/refresh-families.js';
+import { DENYLIST_RETENTION_SECONDS } from '../../src/core/channels.js';
 
 t.teardown(dropCreatedDatabases);
 

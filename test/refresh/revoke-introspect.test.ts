@@ -7,8 +7,8 @@ import { createTestEnv, type TestEnv } from '../helpers/runtime.js';
 import { cli, createClient, createUser, type TestClient } from '../helpers/fixtures.js';
 import { loginAndRedeem, postForm, tokenRequest, type TokenSet } from '../helpers/flow.js';
 import { waitFor } from '../helpers/process.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 
 t.teardown(dropCreatedDatabases);
 

@@ -11,7 +11,7 @@ import { createClient, createUser, type TestClient } from '../helpers/fixtures.j
 import { loginAndRedeem, postForm, tokenRequest, type TokenSet } from '../helpers/flow.js';
 import { openRefreshToken, sealRefreshToken, SEALED_REFRESH_TOKEN_LENGTH } from '../../src/tokens/refresh-tokens.js';
 import { sealCode } from '../../src/tokens/codes.js';
-import { digest, randomToken } from '../../src/tokens/opaque.js';
+import { digest, randomToken } from '../../src/core/crypto.js';
 
 t.teardown(dropCreatedDatabases);
 

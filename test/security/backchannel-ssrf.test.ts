@@ -12,12 +12,12 @@ import { backends, dropCreatedDatabases } from '../helpers/backends.js';
 import { createTestEnv, freePort, type TestEnv } from '../helpers/runtime.js';
 import { cli } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/process.js';
-import { runCommand } from '../../src/cli/commands.js';
-import { cliContextFor } from '../../src/runtime.js';
+import { runCommand } from '../../src/cli/registry.js';
+import { cliContextFor } from '../../src/ops/runtime.js';
 import { insertClient } from '../../src/store/clients.js';
 import { LOGOUT_NOTICES_CHANNEL } from '../../src/store/logout-outbox.js';
 import { classifyAddress, pinnedLookup, publicAddresses } from '../../src/protocol/ip-ranges.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/core/config.js';
 
 t.teardown(dropCreatedDatabases);
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { StatusList } from '@sd-jwt/jwt-status-list';
 import t, { type Test } from 'tap';
-import { compressedListBytes, STATUS_LIST_ENTRIES } from '../../src/cli/plan.js';
+import { compressedListBytes, STATUS_LIST_ENTRIES } from '../../src/cli/commands/plan.js';
 import { runCli } from '../helpers/process.js';
 import { tempDir } from '../helpers/runtime.js';
 

@@ -5,13 +5,13 @@
 // once (src/db/health.ts). Past the outage grace every route but those marked `duringOutage`
 // answers so before it runs.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { OAuthError, TemporarilyUnavailable } from '../../errors.js';
-import type { Config } from '../../config.js';
+import { OAuthError, TemporarilyUnavailable } from '../../core/errors.js';
+import type { Config } from '../../core/config.js';
 import { DatabaseUnavailable, isDatabaseUnavailable } from '../../db/errors.js';
 import type { DbHealth } from '../../db/health.js';
 import { sendPage } from '../browser.js';
 import { unavailablePage } from '../views/pages.js';
-import { metrics } from '../../metrics/metrics.js';
+import { metrics } from '../../core/metrics.js';
 
 export type ErrorRenderer = (err: OAuthError, req: FastifyRequest, reply: FastifyReply) => unknown;
 
@@ -39,9 +39,9 @@ function toOAuthError(err: FastifyError, req: FastifyRequest): OAuthError | unde
   }
   const status = err.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    const e = new OAuthError('invalid_request', status === 413 ? 'the request body is too large' : status === 415 ? 'unsupported content type (use application/x-www-form-urlencoded)' : 'the request is malformed');
-    Object.defineProperty(e, 'statusCode', { value: status === 415 ? 400 : status });
-    return e;
+    return new OAuthError('invalid_request', status === 413 ? 'the request body is too large' : status === 415 ? 'unsupported content type (use application/x-www-form-urlencoded)' : 'the request is malformed', {
+      status: status === 415 ? 400 : status,
+    });
   }
   return undefined;
 }
@@ -86,8 +86,7 @@ export function registerErrorHandling(app: FastifyInstance, { config, health }: 
     let oauth = toOAuthError(error, req);
     if (!oauth) {
       req.log.error({ err: { type: error.name, message: error.message, stack: error.stack } }, 'unhandled error');
-      oauth = new OAuthError('server_error', 'internal error');
-      Object.defineProperty(oauth, 'statusCode', { value: 500 });
+      oauth = new OAuthError('server_error', 'internal error', { status: 500 });
     } else if (oauth.statusCode >= 500) {
       req.log.warn({ error: oauth.error }, oauth.description);
     }

@@ -36,8 +36,8 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Config } from '../../config.js';
-import { TooManyFailures } from '../../errors.js';
+import type { Config } from '../../core/config.js';
+import { TooManyFailures } from '../../core/errors.js';
 
 /** Exact counters kept per replica (about 150 bytes each) before new keys go to the sketch. */
 export const MAX_EXACT_KEYS = 100_000;

@@ -5,8 +5,8 @@
 // (an error page at /authorize, JSON with WWW-Authenticate at /userinfo, …).
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import { InvalidRequest } from '../../errors.js';
-import { firstUnstorable } from '../../protocol/storable-text.js';
+import { InvalidRequest } from '../../core/errors.js';
+import { firstUnstorable } from '../../core/storable-text.js';
 
 export const inputSanity = fp(
   async (app: FastifyInstance) => {

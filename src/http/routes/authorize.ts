@@ -3,7 +3,7 @@
 // pages with the request sealed into the interaction URL: nothing is written here.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { ConsentRequired, InvalidRequest, LoginRequired, type OAuthError } from '../../errors.js';
+import { ConsentRequired, InvalidRequest, LoginRequired, type OAuthError } from '../../core/errors.js';
 import { InteractionTooLarge, newInteraction, sealInteraction, takePushedRequest } from '../../store/interactions.js';
 import { RedirectError, UnsafeRequestError, validateAuthorizationRequest, type RawParams, type ValidateOptions } from '../../protocol/authorization-request.js';
 import { openRequestObject } from '../../protocol/request-object.js';

@@ -1,10 +1,10 @@
 // OpenID Connect Discovery 1.0 and RFC 8414 metadata: exactly what is implemented, built from the
 // configured issuer (never the Host header), serialized once.
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../../config.js';
+import type { Config } from '../../core/config.js';
 import { DISPLAY_VALUES, RESPONSE_MODES, UI_LOCALES } from '../../protocol/authorization-request.js';
 import { REQUEST_OBJECT_ALGS } from '../../protocol/request-object.js';
-import { SUPPORTED_ACR_VALUES } from '../../protocol/acr.js';
+import { SUPPORTED_ACR_VALUES } from '../../core/acr.js';
 import { DPOP_ALGS } from '../../protocol/dpop.js';
 
 export interface Capabilities {

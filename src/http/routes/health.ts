@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { pendingMigrations } from '../../db/migrator.js';
 import { DatabaseUnavailable } from '../../db/errors.js';
 import type { DbHealth } from '../../db/health.js';
-import type { Runtime } from '../../runtime.js';
+import type { Runtime } from '../../ops/runtime.js';
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {

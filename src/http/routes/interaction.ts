@@ -4,11 +4,11 @@
 // interaction) and the interaction cookie (bound to this browser).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { AccessDenied, OAuthError, TooManyFailures } from '../../errors.js';
+import { AccessDenied, OAuthError, TooManyFailures } from '../../core/errors.js';
 import { consumeInteraction, InteractionTooLarge, MAX_SEALED_INTERACTION, openInteraction, sealInteraction, type Interaction } from '../../store/interactions.js';
 import { findUserByEmail, findUserById, lockUser, setPasswordHash } from '../../store/users.js';
 import { createLoginSession, endSessionByCookie, type LoginSession } from '../../store/login-sessions.js';
-import { digest } from '../../tokens/opaque.js';
+import { digest } from '../../core/crypto.js';
 import { audiencesToConsent, rememberConsent } from '../../store/consents.js';
 import { MAX_PASSWORD_LENGTH } from '../../accounts/passwords.js';
 import { clearCookieOptions, cookieOptions, csrfMatches, csrfToken, isSameOrigin, readSignedCookie, sendPage } from '../browser.js';
@@ -16,7 +16,7 @@ import { busyPage, consentPage, errorPage, loginPage } from '../views/pages.js';
 import { codeResponse, currentSession, errorResponse, needsConsent, redirect303, sendAuthorizationResponse } from '../authorization-flow.js';
 import { interactionUrl } from './authorize.js';
 import type { Services } from '../services.js';
-import { metrics } from '../../metrics/metrics.js';
+import { metrics } from '../../core/metrics.js';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 20, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
 const Sealed = Type.Optional(Type.String({ maxLength: MAX_SEALED_INTERACTION }));

@@ -4,11 +4,11 @@
 // everything else — expired, revoked, denylisted, foreign, malformed, or not the caller's to see —
 // is simply `{"active": false}`.
 import type { FastifyInstance } from 'fastify';
-import { InvalidClient, InvalidRequest } from '../../errors.js';
+import { InvalidClient, InvalidRequest } from '../../core/errors.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
-import { findRefreshToken } from '../../store/refresh-families.js';
+import { findRefreshToken } from '../../tokens/refresh-tokens.js';
 import { isUuid } from '../../store/users.js';
-import type { Client } from '../../store/clients.js';
+import type { Client } from '../../core/model.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
 import { FormBody } from '../schemas/form.js';
 import type { AccessTokenGuard } from './userinfo.js';

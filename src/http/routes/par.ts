@@ -4,7 +4,7 @@
 // 60 seconds, by any replica.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { InvalidDpopProof, OAuthError } from '../../errors.js';
+import { InvalidDpopProof, OAuthError } from '../../core/errors.js';
 import { consumeProof, endpointProof } from '../dpop.js';
 import { RedirectError, UnsafeRequestError, validateAuthorizationRequest, type RawParams } from '../../protocol/authorization-request.js';
 import { storePushedRequest } from '../../store/interactions.js';

@@ -5,15 +5,17 @@
 // public client's id, so without it a thief holding an old bound token could end the holder's grant.
 import type { FastifyInstance } from 'fastify';
 import type { FastifyRequest } from 'fastify';
-import { InvalidDpopProof, InvalidRequest, UnauthorizedClient } from '../../errors.js';
-import { denylist, findRefreshToken, revokeFamily, statusDenyKey } from '../../store/refresh-families.js';
+import { InvalidDpopProof, InvalidRequest, UnauthorizedClient } from '../../core/errors.js';
+import { denylist, revokeFamily } from '../../store/refresh-families.js';
+import { findRefreshToken } from '../../tokens/refresh-tokens.js';
+import { statusDenyKey } from '../../core/channels.js';
 import { rotateClientStatusIndex } from '../../store/clients.js';
 import { statusIndexOf } from '../../tokens/status-list.js';
-import { metrics } from '../../metrics/metrics.js';
+import { metrics } from '../../core/metrics.js';
 import { verifyAccessToken } from '../../tokens/access-token.js';
 import { authenticateClient, singleParams, type FormParams } from '../client-authentication.js';
 import { consumeProof, endpointProof } from '../dpop.js';
-import type { Client } from '../../store/clients.js';
+import type { Client } from '../../core/model.js';
 import { FormBody } from '../schemas/form.js';
 import type { Services } from '../services.js';
 

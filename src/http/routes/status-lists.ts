@@ -2,7 +2,7 @@
 // that resource servers and CDNs cache for its TTL, and the list of current list URIs.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { NotFound, TemporarilyUnavailable } from '../../errors.js';
+import { NotFound, TemporarilyUnavailable } from '../../core/errors.js';
 import { STATUS_LIST_MEDIA_TYPE, StatusListUnavailable, statusListUri, type StatusLists } from '../../tokens/status-list.js';
 
 export function registerStatusLists(app: FastifyInstance, lists: StatusLists, issuer: string, ttl: number): void {

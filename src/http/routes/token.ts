@@ -1,13 +1,13 @@
 // /token (RFC 6749 §3.2): POST only, form-encoded; grant_type dispatched through the registry.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { InvalidDpopProof, InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../../errors.js';
+import { InvalidDpopProof, InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../../core/errors.js';
 import { consumeProof, endpointProof } from '../dpop.js';
 import { grants } from '../../grants/registry.js';
 import { authenticateClient, resourceParams, singleParams, type FormParams } from '../client-authentication.js';
 import { FormBody, OAuthErrorResponse } from '../schemas/form.js';
 import type { Services } from '../services.js';
-import { metrics } from '../../metrics/metrics.js';
+import { metrics } from '../../core/metrics.js';
 
 const TokenResponse = Type.Object({
   access_token: Type.String(),

@@ -1,6 +1,6 @@
 // /userinfo (OIDC Core §5.3): a Bearer access token meant for this endpoint (aud), from a user.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DPOP_CHALLENGE_ALGS, InvalidRequest, InvalidToken, OAuthError } from '../../errors.js';
+import { DPOP_CHALLENGE_ALGS, InvalidRequest, InvalidToken, OAuthError } from '../../core/errors.js';
 import { presentedToken, verifyPresentedToken, type PresentedToken } from '../dpop.js';
 import { userClaims } from '../../tokens/id-token.js';
 import { REQUESTABLE_USER_CLAIMS } from '../../protocol/claims-request.js';

@@ -1,16 +1,16 @@
 // The runtime: everything the server (and the CLI, when it opens the data itself) needs,
 // opened in order — database, migrations, KEK, keys, shared secrets.
 import type { Kysely } from 'kysely';
-import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
-import { createDb, type DbHandle } from './db/create-db.js';
-import { migrate } from './db/migrator.js';
-import type { Database } from './db/types.js';
-import { createPasswordHasher, type PasswordHasher } from './accounts/passwords.js';
-import { loadKek, type Kek } from './keys/kek.js';
-import { bootstrapKeys, Keystore, keystoreOptions } from './keys/keystore.js';
-import { getOrCreateSecret } from './keys/secrets.js';
-import type { CliContext } from './cli/commands.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
+import { createDb, type DbHandle } from '../db/create-db.js';
+import { migrate } from '../db/migrator.js';
+import type { Database } from '../db/types.js';
+import { createPasswordHasher, type PasswordHasher } from '../accounts/passwords.js';
+import { loadKek, type Kek } from '../keys/kek.js';
+import { bootstrapKeys, Keystore, keystoreOptions } from '../keys/keystore.js';
+import { getOrCreateSecret } from '../keys/secrets.js';
+import type { LocalCopies, OpsContext } from './context.js';
 
 export interface Runtime {
   config: Config;
@@ -77,8 +77,11 @@ export async function openRuntime(config: Config, opts: RuntimeOptions = {}): Pr
   }
 }
 
-/** The CLI context for commands run inside this runtime (over the local socket). */
-export function cliContextFor(rt: Runtime): CliContext {
+/**
+ * The context of admin operations run inside this runtime: by the admin API (with this replica's
+ * copies, `local`) and by CLI commands forwarded over the local socket (`insideServer`).
+ */
+export function opsContextFor(rt: Runtime, local?: LocalCopies): OpsContext & { insideServer: true } {
   return {
     config: rt.config,
     db: rt.db,
@@ -86,6 +89,10 @@ export function cliContextFor(rt: Runtime): CliContext {
     passwords: rt.passwords,
     notify: (channel, payload) => rt.dbh.notify(channel, payload),
     getKek: () => rt.kek,
-    runtime: rt,
+    local: local ?? { userChanged() {}, clientChanged() {}, syncDenylist: async () => {}, reloadKeys: () => rt.keystore.reload() },
+    insideServer: true,
   };
 }
+
+/** The CLI context for commands run inside this runtime (tests, and the socket without an app). */
+export const cliContextFor = (rt: Runtime, local?: LocalCopies) => opsContextFor(rt, local);

@@ -1,6 +1,7 @@
 // Opaque tokens (codes, refresh tokens, session ids, client secrets): 256 bits from the CSPRNG,
 // stored only as SHA-256 digests, compared in constant time.
 import crypto from 'node:crypto';
+import { CompactSign } from 'jose';
 
 // One call into the CSPRNG per 8 KiB instead of one per token: a small randomBytes() costs about
 // 15 µs on a busy event loop (the RNG is shared with the crypto threads), which showed in every
@@ -36,4 +37,15 @@ export function matchesDigest(presented: string, storedDigest: string): boolean 
   const a = crypto.hash('sha256', presented, 'buffer') as unknown as Buffer;
   const b = Buffer.from(storedDigest, 'base64url');
   return a.length === b.length && crypto.timingSafeEqual(a, b);
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * A JWT is a JWS whose payload is the JSON claims set: jose's CompactSign signs it. (jose's SignJWT
+ * builder re-validates every claim we have just set, which cost about 15% of a token's CPU; the
+ * claims here are built from typed inputs.)
+ */
+export function signJwt(claims: Record<string, unknown>, header: { alg: string; kid: string; typ: string }, key: Parameters<CompactSign['sign']>[0]): Promise<string> {
+  return new CompactSign(utf8.encode(JSON.stringify(claims))).setProtectedHeader(header).sign(key);
 }

@@ -7,9 +7,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Runtime } from '../runtime.js';
-import { keyTiming } from '../keys/keystore.js';
-import { metrics, type Metrics } from './metrics.js';
+import type { Runtime } from '../../ops/runtime.js';
+import { keyTiming } from '../../keys/keystore.js';
+import { metrics, type Metrics } from '../../core/metrics.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -2,13 +2,16 @@
 // on redirects) ever leave the server; never a stack trace.
 
 export class OAuthError extends Error {
-  readonly statusCode: number = 400;
-  readonly headers: Record<string, string> = {};
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
   constructor(
     readonly error: string,
     readonly description: string,
+    opts: { status?: number; headers?: Record<string, string> } = {},
   ) {
     super(description);
+    this.statusCode = opts.status ?? 400;
+    this.headers = opts.headers ?? {};
   }
   toJSON(): { error: string; error_description: string } {
     return { error: this.error, error_description: this.description };

@@ -2,7 +2,7 @@
 // server: from the number of sessions and a refresh budget it derives the access-token lifetime, the
 // refresh load, the revocation windows with and without status lists, and what the lists cost.
 import { deflateSync } from 'node:zlib';
-import type { Command, Values } from './commands.js';
+import type { Command, Values } from '../command.js';
 
 /** Entries per status list (the server's lists hold 2^20 one-bit entries, one per family). */
 export const STATUS_LIST_ENTRIES = 2 ** 20;

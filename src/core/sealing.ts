@@ -3,7 +3,7 @@
 // random salt under the shared server secret, as for the sealed codes in ./codes.ts), the purpose
 // bound as associated data so a value sealed for one purpose never opens as another.
 import crypto from 'node:crypto';
-import { randomBytes } from './opaque.js';
+import { randomBytes } from './crypto.js';
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
