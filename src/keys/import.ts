@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import { calculateJwkThumbprint, CompactSign, compactVerify, importJWK, type JWK } from 'jose';
 import type { SigningAlg } from '../core/config.js';
+import { deleteNextKeys, findSigningKeyState } from '../store/signing-keys.js';
 import { assertKeysSealedBy, insertKey, keyTiming, lockKeys, notifyKeysChanged, type GeneratedKey } from './keystore.js';
 import { assertEnabledAlg, KeyLifecycleError, recordKeyAudit, type ActorInfo, type KeyDeps } from './rotation.js';
 
@@ -109,11 +110,11 @@ export async function importKey(deps: KeyDeps, opts: ImportOptions): Promise<Imp
     await lockKeys(trx);
     await assertKeysSealedBy(trx, deps.kek);
     const at = new Date(deps.clock.now());
-    const existing = await trx.selectFrom('signing_keys').select(['state', 'revoked_at']).where('kid', '=', signingKey.kid).executeTakeFirst();
+    const existing = await findSigningKeyState(trx, signingKey.kid);
     if (existing?.state === 'revoked') throw new KeyLifecycleError('conflict', `key ${signingKey.kid} was revoked; a revoked key never comes back`);
     if (existing) throw new KeyLifecycleError('conflict', `key ${signingKey.kid} is already here (${existing.state})`);
     // one next key per algorithm: the imported key takes the place of the generated one
-    const replaced = await trx.deleteFrom('signing_keys').where('alg', '=', alg).where('state', '=', 'next').returning('kid').execute();
+    const replaced = await deleteNextKeys(trx, alg);
     await insertKey(trx, deps.kek, signingKey, 'next', at);
     await recordKeyAudit(trx, at, 'key.imported', opts, { kid: signingKey.kid, alg, replaced_next: replaced.map((r) => r.kid) });
     await notifyKeysChanged(trx, `imported:${signingKey.kid}`);

@@ -4,18 +4,28 @@
 // Lifecycle (see rotation.ts): `next` (published, not signing) → `active` (signs; one per alg) →
 // `retired` (published until its last token expired) → deleted; or `revoked` (out at once).
 import crypto from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { systemClock, type Clock } from '../core/clock.js';
 import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../core/config.js';
 import type { Database, KeyState, SigningKeyRow } from '../db/types.js';
+import {
+  activateSigningKey,
+  activeAndNextKeyStates,
+  findKeySealedByOtherKek,
+  insertSigningKey,
+  KEY_LIFECYCLE_LOCK_ID,
+  lockSigningKeys,
+  notifySigningKeysChanged,
+  unrevokedSigningKeys,
+} from '../store/signing-keys.js';
 import { KekMismatch, open, seal, type Kek } from './kek.js';
 
 /** NOTIFY channel: every replica reloads its keystore when a key changes. */
 import { KEYS_CHANNEL } from '../core/channels.js';
 export { KEYS_CHANNEL };
 /** One advisory lock serializes every change of signing keys (bootstrap, rotation, revocation …). */
-export const KEY_LIFECYCLE_LOCK_ID = 7_370_002;
+export { KEY_LIFECYCLE_LOCK_ID };
 
 export type KeyTimingConfig = Pick<
   Config,
@@ -95,30 +105,25 @@ export async function insertKey(
   at: Date,
   opts: { promotedEarly?: boolean } = {},
 ): Promise<void> {
-  await db
-    .insertInto('signing_keys')
-    .values({
-      kid: key.kid,
-      alg: key.alg,
-      state,
-      public_jwk: JSON.stringify(key.publicJwk),
-      private_sealed: sealPrivateJwk(kek, key.kid, key.privateJwk),
-      kek_id: kek.id,
-      created_at: at,
-      published_at: at,
-      activated_at: state === 'active' ? at : null,
-      promoted_early: state === 'active' && Boolean(opts.promotedEarly),
-    })
-    .execute();
+  await insertSigningKey(db, {
+    kid: key.kid,
+    alg: key.alg,
+    state,
+    publicJwk: key.publicJwk as Record<string, unknown>,
+    privateSealed: sealPrivateJwk(kek, key.kid, key.privateJwk),
+    kekId: kek.id,
+    at,
+    promotedEarly: state === 'active' && Boolean(opts.promotedEarly),
+  });
 }
 
 export async function lockKeys(trx: Transaction<Database>): Promise<void> {
-  await sql`SELECT pg_advisory_xact_lock(${KEY_LIFECYCLE_LOCK_ID})`.execute(trx);
+  await lockSigningKeys(trx);
 }
 
 /** NOTIFY inside the transaction: delivered at commit, never for a change that rolled back. */
 export async function notifyKeysChanged(trx: Transaction<Database>, payload: string): Promise<void> {
-  await sql`SELECT pg_notify(${KEYS_CHANNEL}, ${payload})`.execute(trx);
+  await notifySigningKeysChanged(trx, payload);
 }
 
 /**
@@ -126,13 +131,7 @@ export async function notifyKeysChanged(trx: Transaction<Database>, payload: str
  * `keys rewrap`, a replica still running with the old KEK must not add keys only it can open).
  */
 export async function assertKeysSealedBy(db: Kysely<Database>, kek: Kek): Promise<void> {
-  const other = await db
-    .selectFrom('signing_keys')
-    .select('kek_id')
-    .where('kek_id', '!=', kek.id)
-    .where('private_sealed', '!=', '')
-    .limit(1)
-    .executeTakeFirst();
+  const other = await findKeySealedByOtherKek(db, kek.id);
   if (other) throw new KekMismatch(`the signing keys are sealed under another KEK (id ${other.kek_id}, this one is ${kek.id})`);
 }
 
@@ -143,14 +142,14 @@ export type EnsureAction = { action: 'created-active' | 'created-next' | 'promot
  * is created active at once: nothing signed with this algorithm before, so no cache can miss it.
  */
 export async function ensureKeySet(trx: Transaction<Database>, kek: Kek, alg: SigningAlg, at: Date): Promise<EnsureAction[]> {
-  const rows = await trx.selectFrom('signing_keys').select(['kid', 'state']).where('alg', '=', alg).where('state', 'in', ['active', 'next']).orderBy('published_at').execute();
+  const rows = await activeAndNextKeyStates(trx, alg);
   const actions: EnsureAction[] = [];
   let active = rows.find((r) => r.state === 'active');
   let nextKeys = rows.filter((r) => r.state === 'next');
   if (!active) {
     const next = nextKeys[0];
     if (next) {
-      await trx.updateTable('signing_keys').set({ state: 'active', activated_at: at, promoted_early: true }).where('kid', '=', next.kid).execute();
+      await activateSigningKey(trx, next.kid, at, true);
       actions.push({ action: 'promoted-next', alg, kid: next.kid });
       nextKeys = nextKeys.slice(1);
       active = { kid: next.kid, state: 'active' };
@@ -245,7 +244,7 @@ export class Keystore {
   }
 
   private async load(): Promise<void> {
-    const rows = await this.db.selectFrom('signing_keys').selectAll().where('state', '!=', 'revoked').orderBy('published_at').orderBy('kid').execute();
+    const rows = await unrevokedSigningKeys(this.db);
     const latestRetired = new Map<string, SigningKeyRow>();
     for (const row of rows) {
       const cur = latestRetired.get(row.alg);

@@ -6,6 +6,8 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/config.js';
 import type { Database } from '../db/types.js';
+import { listServerSecrets, resealServerSecret } from '../store/server-secrets.js';
+import { moveUnsealedKeysToKek, resealSigningKey, sealedSigningKeys } from '../store/signing-keys.js';
 import { KekMismatch, kekFromBytes, open, seal, type Kek } from './kek.js';
 import { lockKeys, openPrivateJwk, sealPrivateJwk } from './keystore.js';
 import { KeyLifecycleError, recordKeyAudit, type ActorInfo } from './rotation.js';
@@ -54,7 +56,7 @@ export async function rewrapKeys(deps: RewrapDeps): Promise<RewrapResult> {
   return deps.db.transaction().execute(async (trx) => {
     await lockKeys(trx);
     const at = new Date(deps.clock.now());
-    const keys = await trx.selectFrom('signing_keys').select(['kid', 'private_sealed', 'kek_id']).where('private_sealed', '!=', '').execute();
+    const keys = await sealedSigningKeys(trx);
     for (const row of keys) {
       let jwk;
       try {
@@ -63,11 +65,11 @@ export async function rewrapKeys(deps: RewrapDeps): Promise<RewrapResult> {
         if (err instanceof KekMismatch) throw new KekMismatch(`key ${row.kid} cannot be opened with the current KEK (it was sealed under KEK id ${row.kek_id}, the current one is ${oldKek.id}); nothing was changed`);
         throw err;
       }
-      await trx.updateTable('signing_keys').set({ private_sealed: sealPrivateJwk(newKek, row.kid, jwk), kek_id: newKek.id }).where('kid', '=', row.kid).execute();
+      await resealSigningKey(trx, row.kid, sealPrivateJwk(newKek, row.kid, jwk), newKek.id);
     }
     // revoked keys have no private part left; their rows follow the new KEK too
-    await trx.updateTable('signing_keys').set({ kek_id: newKek.id }).where('private_sealed', '=', '').execute();
-    const secrets = await trx.selectFrom('server_secrets').select(['name', 'sealed', 'kek_id']).execute();
+    await moveUnsealedKeysToKek(trx, newKek.id);
+    const secrets = await listServerSecrets(trx);
     for (const s of secrets) {
       let plain: Buffer;
       try {
@@ -76,7 +78,7 @@ export async function rewrapKeys(deps: RewrapDeps): Promise<RewrapResult> {
         if (err instanceof KekMismatch) throw new KekMismatch(`server secret ${s.name} cannot be opened with the current KEK; nothing was changed`);
         throw err;
       }
-      await trx.updateTable('server_secrets').set({ sealed: seal(newKek, plain, secretAad(s.name)), kek_id: newKek.id }).where('name', '=', s.name).execute();
+      await resealServerSecret(trx, s.name, seal(newKek, plain, secretAad(s.name)), newKek.id);
     }
     await recordKeyAudit(trx, at, 'keys.rewrapped', deps, { from_kek_id: oldKek.id, to_kek_id: newKek.id, signing_keys: keys.length, server_secrets: secrets.length });
     return {

@@ -15,6 +15,15 @@ import type { Clock } from '../core/clock.js';
 import { SUPPORTED_ALGS, type Config, type SigningAlg } from '../core/config.js';
 import type { Database, SigningKeyRow } from '../db/types.js';
 import { recordAudit } from '../store/audit.js';
+import {
+  activateSigningKey,
+  activeAndNextKeys,
+  deleteExpiredRetiredKeys,
+  findSigningKey,
+  listSigningKeys,
+  retireSigningKey,
+  revokeSigningKey,
+} from '../store/signing-keys.js';
 import { KekMismatch, type Kek } from './kek.js';
 import {
   assertKeysSealedBy,
@@ -115,9 +124,7 @@ export function keyView(row: SigningKeyRow, t: KeyTiming): KeyView {
 }
 
 export async function listKeys(deps: { db: Kysely<Database>; config: KeyTimingConfig }, opts: { includeRevoked?: boolean } = {}): Promise<KeyView[]> {
-  let q = deps.db.selectFrom('signing_keys').selectAll();
-  if (opts.includeRevoked === false) q = q.where('state', '!=', 'revoked');
-  const rows = await q.orderBy('alg').orderBy('published_at').orderBy('kid').execute();
+  const rows = await listSigningKeys(deps.db, opts);
   const t = keyTiming(deps.config);
   return rows.map((r) => keyView(r, t));
 }
@@ -126,7 +133,7 @@ export async function listKeys(deps: { db: Kysely<Database>; config: KeyTimingCo
 // rotation
 
 async function currentKeys(trx: Transaction<Database>, alg: SigningAlg): Promise<{ active?: SigningKeyRow; next?: SigningKeyRow }> {
-  const rows = await trx.selectFrom('signing_keys').selectAll().where('alg', '=', alg).where('state', 'in', ['active', 'next']).orderBy('published_at').orderBy('kid').execute();
+  const rows = await activeAndNextKeys(trx, alg);
   // the oldest next key is the one that has been published longest
   return { active: rows.find((r) => r.state === 'active'), next: rows.find((r) => r.state === 'next') };
 }
@@ -144,9 +151,9 @@ async function promote(trx: Transaction<Database>, kek: Kek, t: KeyTiming, alg: 
   if (active) {
     retiredExpiresAt = new Date(at.getTime() + t.retiredSeconds * 1000);
     // first, so that the one-active-per-alg index never sees two
-    await trx.updateTable('signing_keys').set({ state: 'retired', retired_at: at, expires_at: retiredExpiresAt }).where('kid', '=', active.kid).execute();
+    await retireSigningKey(trx, active.kid, at, retiredExpiresAt);
   }
-  await trx.updateTable('signing_keys').set({ state: 'active', activated_at: at, promoted_early: early }).where('kid', '=', next.kid).execute();
+  await activateSigningKey(trx, next.kid, at, early);
   const fresh = await generateSigningKey(alg);
   await insertKey(trx, kek, fresh, 'next', at);
   return { activated: next.kid, retired: active?.kid ?? null, retiredExpiresAt, published: fresh.kid };
@@ -255,10 +262,10 @@ export async function revokeKey(deps: KeyDeps, kid: string, opts: ActorInfo & { 
   return deps.db.transaction().execute(async (trx) => {
     await lockKeys(trx);
     const at = new Date(deps.clock.now());
-    const row = await trx.selectFrom('signing_keys').selectAll().where('kid', '=', kid).executeTakeFirst();
+    const row = await findSigningKey(trx, kid);
     if (!row) throw new KeyLifecycleError('not_found', `no such key: ${kid}`);
     if (row.state === 'revoked') throw new KeyLifecycleError('conflict', `key ${kid} was already revoked at ${row.revoked_at?.toISOString() ?? '?'}`);
-    await trx.updateTable('signing_keys').set({ state: 'revoked', revoked_at: at, private_sealed: '' }).where('kid', '=', kid).execute();
+    await revokeSigningKey(trx, kid, at);
 
     const alg = row.alg as SigningAlg;
     const enabled = deps.config.enabledAlgs.includes(alg);
@@ -280,7 +287,7 @@ export async function revokeKey(deps: KeyDeps, kid: string, opts: ActorInfo & { 
     if (row.state === 'active') {
       const { next } = await currentKeys(trx, alg);
       if (next) {
-        await trx.updateTable('signing_keys').set({ state: 'active', activated_at: at, promoted_early: true }).where('kid', '=', next.kid).execute();
+        await activateSigningKey(trx, next.kid, at, true);
         activated = next.kid;
         const age = Math.floor((at.getTime() - next.published_at.getTime()) / 1000);
         if (age < t.publishSeconds) warnings.push(cacheRiskWarning(deps.config, next.kid, age));
@@ -350,7 +357,7 @@ export async function runKeyMaintenance(deps: KeyDeps): Promise<MaintenanceActio
       await recordKeyAudit(trx, at, 'key.rotated', { actor: 'system' }, { alg, activated: p.activated, retired: p.retired, published_next: p.published, scheduled: true });
       actions.push({ action: 'rotated', alg, kid: p.activated, retired: p.retired, published_next: p.published });
     }
-    const expired = await trx.deleteFrom('signing_keys').where('state', '=', 'retired').where('expires_at', '<=', at).returning(['kid', 'alg']).execute();
+    const expired = await deleteExpiredRetiredKeys(trx, at);
     for (const e of expired) actions.push({ action: 'deleted-expired', alg: e.alg, kid: e.kid });
     if (actions.length) await notifyKeysChanged(trx, 'maintenance');
     return actions;
