@@ -1,7 +1,6 @@
 // buildApp: the Fastify application as a plugin tree over a Runtime. Tests call it and use
 // `app.inject` without opening a port; server.ts listens.
 import { OIDC_SCOPES, TOKEN_AUTH_METHODS } from './core/vocabulary.js';
-import { sql } from 'kysely';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
@@ -40,7 +39,7 @@ import { StaticResponses } from './http/static-responses.js';
 import { StatusLists, statusIndexOf } from './tokens/status-list.js';
 import { registerStatusLists } from './http/routes/status-lists.js';
 import { LogoutDelivery } from './backchannel/delivery.js';
-import { DbHealth } from './db/health.js';
+import { DbHealth, pingDatabase } from './db/health.js';
 import metricsPlugin from './http/plugins/metrics.js';
 
 const QUIET_ROUTES = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/.well-known/jwks.json', '/healthz', '/readyz']);
@@ -128,7 +127,7 @@ export async function buildApp(rt: Runtime, opts: BuildAppOptions = {}): Promise
   // pino's child options: the same level, bindings, serializers and stream; no redaction paths
   logController.access = app.log.child({}, { redact: { paths: [] } });
   // since when this replica's database has been unreachable, and what may answer meanwhile
-  const health = new DbHealth({ clock: rt.clock, graceSeconds: config.dbOutageGraceSeconds, probe: () => sql`SELECT 1`.execute(rt.db), log: app.log, backend: rt.dbh.kind });
+  const health = new DbHealth({ clock: rt.clock, graceSeconds: config.dbOutageGraceSeconds, probe: () => pingDatabase(rt.db), log: app.log, backend: rt.dbh.kind });
   const unwatch = rt.dbh.watchNotifications((up) => (up ? health.listenBack() : health.listenLost()));
   app.addHook('onClose', async () => {
     unwatch();

@@ -3,6 +3,7 @@
 import type { Config } from './core/config.js';
 import type { Runtime } from './ops/runtime.js';
 import { isEmbedded } from './ops/runtime.js';
+import { countRows } from './store/users.js';
 
 /** The database in words, never with its password. */
 export function describeDatabase(config: Config): string {
@@ -24,11 +25,7 @@ export interface ReadyFacts {
 }
 
 export async function readyFacts(rt: Runtime, metrics: { host: string; port: number } | undefined, tracing: boolean): Promise<ReadyFacts> {
-  const count = async (table: 'users' | 'clients'): Promise<number> => {
-    const r = await rt.db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirst();
-    return Number(r?.n ?? 0);
-  };
-  return { users: await count('users'), clients: await count('clients'), metrics, tracing };
+  return { users: await countRows(rt.db, 'users'), clients: await countRows(rt.db, 'clients'), metrics, tracing };
 }
 
 function otlpOrigin(): string {

@@ -10,6 +10,8 @@
 // everything but the health checks answers 503. Everything the caches hold was current at the
 // beginning of the outage or read later, so no answer from memory is older than the grace. A
 // revocation committed through another replica meanwhile is seen once this one reconnects.
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './types.js';
 import type { Clock } from '../core/clock.js';
 import { databaseUnavailableReason, type UnavailableReason } from './errors.js';
 
@@ -199,4 +201,9 @@ export class DbHealth {
     };
     attempt();
   }
+}
+
+/** The cheapest round trip: `SELECT 1`. */
+export function pingDatabase(db: Kysely<Database>): Promise<unknown> {
+  return sql`SELECT 1`.execute(db);
 }

@@ -4,7 +4,6 @@
 // concurrent and on whichever replicas, exactly one creates a family; the other is a replay and
 // revokes what the first issued (RFC 6749 §4.1.2).
 import crypto from 'node:crypto';
-import { sql } from 'kysely';
 import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidTarget } from '../core/errors.js';
 import { verifierMatches } from '../protocol/pkce.js';
 import { resolveAudience, userinfoAudience } from '../protocol/audience.js';
@@ -14,6 +13,7 @@ import { MAX_CODE_LENGTH, openCode, type OpenedCode } from '../tokens/codes.js';
 import { digest } from '../core/crypto.js';
 import { sealRefreshToken } from '../tokens/refresh-tokens.js';
 import { revokeFamiliesWhere } from '../store/refresh-families.js';
+import { codeRedemptionQuery, codeWasRedeemed, type CodeRedemptionRow } from '../store/grant-statements.js';
 import { metrics } from '../core/metrics.js';
 import type { SigningAlg } from '../core/config.js';
 import type { User } from '../db/types.js';
@@ -53,26 +53,26 @@ async function redeem(ctx: GrantContext, code: OpenedCode, aud: string[], now: D
   const resources = aud.filter((a) => a !== userinfoAudience(rt.config.issuer));
   // RFC 9449 §5: a public client's refresh tokens are bound to the proof key (a confidential client's are sender-constrained by its authentication)
   const dpopJkt = client.isPublic && ctx.dpop ? ctx.dpop.jkt : null;
-  const rows = await rt.dbh.prepared<{ email: string; name: string | null; email_verified: boolean; created: string | number; status_idx: string | null }>(
+  const rows = await rt.dbh.prepared<CodeRedemptionRow>(
     'latchkey_code_redeem',
-    sql`
-    WITH sess AS (
-      SELECT ended_at FROM login_sessions WHERE sid = ${code.sessionSid}::text FOR SHARE
-    ), u AS (
-      SELECT id, email, name, email_verified FROM users WHERE id = ${code.userId}::uuid AND NOT disabled
-    ), fam AS (
-      INSERT INTO refresh_families (id, user_id, client_id, scopes, resources, auth_time, session_sid, offline, code_digest,
-        created_at, last_used_at, idle_expires_at, absolute_expires_at, created_ip, created_user_agent, access_expires_at, dpop_jkt)
-      SELECT ${familyId}::uuid, u.id, ${client.clientId}::text, ${JSON.stringify(code.scopes)}::jsonb, ${JSON.stringify(resources)}::jsonb,
-        ${code.authTime}::timestamptz, ${code.sessionSid}::text, ${offline}::boolean, ${code.codeDigest}::text,
-        ${now}::timestamptz, ${now}::timestamptz, ${idle}::timestamptz, ${absolute}::timestamptz,
-        ${ctx.ip.slice(0, 64)}::text, ${ctx.userAgent?.slice(0, 256) ?? null}::text, ${new Date(exp * 1000)}::timestamptz, ${dpopJkt}::text
-      FROM u WHERE NOT EXISTS (SELECT 1 FROM sess WHERE sess.ended_at IS NOT NULL)
-      ON CONFLICT (code_digest) DO NOTHING
-      RETURNING id, status_idx
-    )
-    SELECT u.email, u.name, u.email_verified, (SELECT count(*) FROM fam) AS created, (SELECT status_idx::text FROM fam) AS status_idx FROM u
-  `.compile(rt.db),
+    codeRedemptionQuery(rt.db, {
+      familyId,
+      sessionSid: code.sessionSid,
+      userId: code.userId,
+      clientId: client.clientId,
+      scopes: code.scopes,
+      resources,
+      authTime: code.authTime,
+      offline,
+      codeDigest: code.codeDigest,
+      now,
+      idle,
+      absolute,
+      ip: ctx.ip.slice(0, 64),
+      userAgent: ctx.userAgent?.slice(0, 256) ?? null,
+      accessExpiresAt: new Date(exp * 1000),
+      dpopJkt,
+    }),
   );
   return { row: rows[0], familyId, refreshToken: wantsRefresh ? sealRefreshToken(rt.refreshSecret, familyId, 0, now) : undefined, iat };
 }
@@ -103,7 +103,7 @@ export const authorizationCodeGrant: Grant = {
       await ctx.audit({ type: 'code.replayed', userId: code.userId, clientId: client.clientId, details: { families_revoked: revoked } });
       throw new InvalidGrant('the code was already used');
     };
-    const redeemed = async () => Boolean(await rt.db.selectFrom('refresh_families').select('id').where('code_digest', '=', code.codeDigest).executeTakeFirst());
+    const redeemed = () => codeWasRedeemed(rt.db, code.codeDigest);
 
     const refused = refusal(code, redirectUri, verifier, now);
     if (refused) {

@@ -7,7 +7,8 @@
 //
 // Tokens issued before the sealing (their digests in refresh_tokens) are looked up as before; their
 // rotation consumes the digest row and issues a sealed successor.
-import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
+import { consumeLegacyRefreshToken, lockFamilyRow, lockLegacyRefreshToken, rotationQuery } from '../store/grant-statements.js';
 import type { SigningAlg } from '../core/config.js';
 import { InvalidDpopProof, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget } from '../core/errors.js';
 import { parseScope } from '../core/vocabulary.js';
@@ -49,28 +50,17 @@ interface Rotated {
  */
 function rotation(ctx: GrantContext, familyId: string, generation: number, requested: string[], now: Date, accessExp: number): CompiledQuery<Rotated> {
   const { rt, client } = ctx;
-  const idleExpires = new Date(now.getTime() + rt.config.refreshIdleTtl * 1000);
-  return sql<Rotated>`
-    UPDATE refresh_families f SET
-      generation = f.generation + 1,
-      rotated_at = ${now}::timestamptz,
-      last_used_at = ${now}::timestamptz,
-      idle_expires_at = LEAST(${idleExpires}::timestamptz, f.absolute_expires_at),
-      access_expires_at = GREATEST(f.access_expires_at, ${new Date(accessExp * 1000)}::timestamptz)
-    FROM users u
-    WHERE f.id = ${familyId}::uuid AND f.generation = ${generation}::int AND u.id = f.user_id
-      -- "IS TRUE" keeps the client check out of index conditions: with stale statistics the
-      -- planner could otherwise walk the client's live families through refresh_families_client_live
-      AND (f.client_id = ${client.clientId}::text) IS TRUE AND f.revoked_at IS NULL
-      AND f.idle_expires_at > ${now}::timestamptz AND f.absolute_expires_at > ${now}::timestamptz
-      AND NOT u.disabled
-      AND f.scopes @> ${JSON.stringify(requested)}::jsonb
-      AND (jsonb_array_length(f.resources) = 0 OR f.resources @> ${JSON.stringify(ctx.resources)}::jsonb)
-      -- RFC 9449 §5: a bound family rotates only with a proof by its key
-      AND (f.dpop_jkt IS NULL OR f.dpop_jkt = ${ctx.dpop?.jkt ?? ''}::text)
-    RETURNING f.id, f.user_id, f.scopes, f.resources, f.auth_time, f.session_sid, f.status_idx::text AS status_idx, f.generation,
-      u.email, u.name, u.email_verified
-  `.compile(rt.db);
+  return rotationQuery<Rotated>(rt.db, {
+    familyId,
+    generation,
+    clientId: client.clientId,
+    requested,
+    resources: ctx.resources,
+    jkt: ctx.dpop?.jkt ?? '',
+    now,
+    idleExpires: new Date(now.getTime() + rt.config.refreshIdleTtl * 1000),
+    accessExpiresAt: new Date(accessExp * 1000),
+  });
 }
 
 /** The token response for a family that was just rotated to `row.generation`. */
@@ -96,7 +86,7 @@ async function issue(ctx: GrantContext, row: Rotated, requested: string[], now: 
 }
 
 type Family = Awaited<ReturnType<typeof lockFamily>>;
-const lockFamily = (trx: Kysely<Database>, id: string) => trx.selectFrom('refresh_families').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+const lockFamily = (trx: Kysely<Database>, id: string) => lockFamilyRow(trx, id);
 
 /** RFC 9449 §5: a family bound to a DPoP key is used only with a proof by that key — without one nothing changes, not even reuse detection. */
 function assertBinding(ctx: GrantContext, family: NonNullable<Family>): void {
@@ -179,7 +169,7 @@ export const refreshTokenGrant: Grant = {
         if (sealed.generation < family.generation) return reuse(trx, family, sealedWithinGrace(ctx, family, sealed, now), now);
       } else {
         const tokenDigest = digest(presented);
-        const token = await trx.selectFrom('refresh_tokens').selectAll().where('token_digest', '=', tokenDigest).forUpdate().executeTakeFirst();
+        const token = await lockLegacyRefreshToken(trx, tokenDigest);
         if (!token) throw new InvalidGrant('the refresh token is invalid');
         family = await lockFamily(trx, token.family_id);
         if (!family || family.client_id !== client.clientId) throw new InvalidGrant('the refresh token is invalid');
@@ -193,7 +183,7 @@ export const refreshTokenGrant: Grant = {
       const refused = await refusal(ctx, trx, family, requested, now);
       if (refused) throw refused;
       // a token from before the sealing is consumed for good; its successor is sealed (no successor_digest)
-      if (!sealed) await trx.updateTable('refresh_tokens').set({ consumed_at: now }).where('token_digest', '=', digest(presented)).execute();
+      if (!sealed) await consumeLegacyRefreshToken(trx, digest(presented), now);
       const { rows } = await trx.executeQuery(rotation(ctx, family.id, family.generation, requested, now, accessExp));
       if (!rows[0]) throw new InvalidGrant('the refresh token is invalid');
       return { ok: rows[0] };

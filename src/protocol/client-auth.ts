@@ -5,6 +5,7 @@
 // array carrying other audiences, which an assertion made for another server could).
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Kysely } from 'kysely';
+import { recordAssertionJti } from '../store/client-assertions.js';
 import type { Database } from '../db/types.js';
 import type { Client } from '../core/model.js';
 import { InvalidClient, InvalidRequest } from '../core/errors.js';
@@ -126,12 +127,7 @@ export async function verifyClient(client: Client | undefined, cred: ClientCrede
       // signed by the client, yet a NUL would fail the insert below (a 500), and the driver would store a lone surrogate as U+FFFD, merging distinct jtis
       if (!isStorableText(payload.jti)) throw new InvalidClient('malformed jti');
       // replay: a jti is accepted once per client until the assertion expires
-      const inserted = await deps.db
-        .insertInto('client_assertion_jtis')
-        .values({ client_id: client.clientId, jti: payload.jti, expires_at: new Date((payload.exp! + deps.leeway) * 1000) })
-        .onConflict((oc) => oc.columns(['client_id', 'jti']).doNothing())
-        .executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 0) throw new InvalidClient('the client assertion was already used');
+      if (!(await recordAssertionJti(deps.db, client.clientId, payload.jti, new Date((payload.exp! + deps.leeway) * 1000)))) throw new InvalidClient('the client assertion was already used');
       return client;
     }
   }

@@ -81,3 +81,9 @@ export async function deleteUser(db: Kysely<Database>, id: string): Promise<bool
 export function publicUser(u: User): { id: string; email: string; email_verified: boolean; name: string | null; disabled: boolean; created_at: string } {
   return { id: u.id, email: u.email, email_verified: u.email_verified, name: u.name, disabled: u.disabled, created_at: u.created_at.toISOString() };
 }
+
+/** Rows in a table, for the start-up message. */
+export async function countRows(db: Kysely<Database>, table: 'users' | 'clients'): Promise<number> {
+  const r = await db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirst();
+  return Number(r?.n ?? 0);
+}

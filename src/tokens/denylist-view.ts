@@ -11,7 +11,8 @@
 // that wrote it (`txid`, migration 20261201000100); each read also takes the oldest transaction
 // still running in its snapshot (pg_snapshot_xmin), and the next read starts there. Every row the
 // previous read could not see belongs to a transaction at least that new, so none is skipped.
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { anyDenied, denylistPage } from '../store/denylist-reads.js';
 import type { Database } from '../db/types.js';
 import type { DbHandle } from '../db/create-db.js';
 import type { Clock } from '../core/clock.js';
@@ -95,8 +96,7 @@ export class DenylistView {
     const now = this.clock.now();
     const fromMemory = !this.stale && !this.overflow && (this.listening || this.opts.health?.servesFromMemory() === true);
     if (!fromMemory) {
-      const row = await this.db.selectFrom('denylist').select('jti').where('jti', 'in', keys).limit(1).executeTakeFirst();
-      return Boolean(row);
+      return anyDenied(this.db, keys);
     }
     for (const key of keys) {
       const exp = this.entries.get(key);
@@ -148,14 +148,7 @@ export class DenylistView {
     let cursor: { txid: string; jti: string } | undefined;
     let full = false;
     for (;;) {
-      const after = cursor ? sql`AND (txid, jti) > (${cursor.txid}::xid8, ${cursor.jti})` : sql``;
-      const { rows } = await sql<{ xmin: string; jti: string | null; expires_at: Date | null; txid: string | null }>`
-        WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
-        SELECT s.xmin, d.jti, d.expires_at, d.txid::text AS txid FROM s LEFT JOIN LATERAL (
-          SELECT jti, expires_at, txid FROM denylist
-          WHERE txid >= ${from}::xid8 AND expires_at > ${cutoff} ${after}
-          ORDER BY txid, jti LIMIT ${PAGE}
-        ) d ON true`.execute(this.db);
+      const rows = await denylistPage(this.db, from, cutoff, cursor, PAGE);
       // a full reload began while we read: what we read belongs to the old view
       if (generation !== this.generation) return;
       // the first page's snapshot is the oldest: start the next read at its oldest running transaction

@@ -4,7 +4,8 @@
 // the same transaction; each replica publishes the denylist's indexes as signed, compressed
 // bit lists, rebuilt at most once a second after a NOTIFY, and re-signed before they age.
 import crypto from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { revokedStatusIndexes, statusIndexRange } from '../store/denylist-reads.js';
 import { StatusList } from '@sd-jwt/jwt-status-list';
 import type { Clock } from '../core/clock.js';
 import type { SigningAlg } from '../core/config.js';
@@ -150,24 +151,12 @@ export class StatusLists {
     // a change notified while we read is read by the next tick
     this.dirty = false;
     try {
-      const range = await sql<{ last: string | null; min: string | null }>`
-        SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM status_index_seq)::text AS last,
-               LEAST((SELECT min(status_idx) FROM refresh_families), (SELECT min(cc_status_idx) FROM clients),
-                     (SELECT min(status_idx) FROM denylist WHERE status_idx IS NOT NULL))::text AS min`.execute(this.db);
-      const cutoff = new Date(now - DENYLIST_RETENTION_SECONDS * 1000);
-      const revoked = await this.db
-        .selectFrom('denylist')
-        .select('status_idx')
-        .where('status_idx', 'is not', null)
-        .where('expires_at', '>', cutoff)
-        .execute();
-      const last = Number(range.rows[0]?.last ?? -1);
-      const min = Number(range.rows[0]?.min ?? 0);
+      const { last, min } = await statusIndexRange(this.db);
+      const revoked = await revokedStatusIndexes(this.db, new Date(now - DENYLIST_RETENTION_SECONDS * 1000));
       const maxList = last < 0 ? -1 : Math.floor(last / STATUS_LIST_SIZE);
       const minList = Math.min(Math.floor(Math.max(min, 0) / STATUS_LIST_SIZE), Math.max(maxList, 0));
       const byList = new Map<number, number[]>();
-      for (const r of revoked) {
-        const n = Number(r.status_idx);
+      for (const n of revoked) {
         const id = Math.floor(n / STATUS_LIST_SIZE);
         if (!byList.has(id)) byList.set(id, []);
         byList.get(id)!.push(n % STATUS_LIST_SIZE);

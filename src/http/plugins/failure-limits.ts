@@ -38,14 +38,13 @@ import net from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../core/config.js';
 import { TooManyFailures } from '../../core/errors.js';
+import { MemoryCounters, type CounterStore, type Limited } from './failure-counters.js';
+export { MAX_EXACT_KEYS, MemoryCounters } from './failure-counters.js';
+import { PEEK_SCRIPT, RELEASE_SCRIPT, RedisCounters, TAKE_SCRIPT, type RedisWithScripts } from './failure-limits-redis.js';
 
-/** Exact counters kept per replica (about 150 bytes each) before new keys go to the sketch. */
-export const MAX_EXACT_KEYS = 100_000;
 /** How long a login waits for a slot taken by attempts in flight before it is refused. */
 export const LOGIN_WAIT_MS = 10_000;
 const MAX_WAITERS = 1000;
-const SKETCH_DEPTH = 4;
-const SKETCH_WIDTH = 1 << 16;
 /** Longer subjects (client ids from a Basic header can be kilobytes) are counted by digest. */
 const MAX_KEY_SUBJECT = 64;
 
@@ -83,20 +82,6 @@ export interface AddressLimit {
   gate(req: FastifyRequest): Promise<{ failed(): Promise<void> }>;
 }
 
-interface Limited {
-  key: string;
-  max: number;
-  /** The index of another key in the same list: this one's max refuses only while that one counts at least one. */
-  onlyWith?: number;
-}
-
-/** The counting step: all keys or none. */
-interface CounterStore {
-  /** Count one on every key unless one is at its max; then the milliseconds until it resets. */
-  take(keys: Limited[], now: number): Promise<{ ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number }>;
-  /** Whether every key is below its max (nothing counted); else the milliseconds until it resets. */
-  peek(keys: Limited[], now: number): Promise<{ ok: true } | { ok: false; retryAfterMs: number }>;
-}
 
 /** The key of a client address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 prefix. */
 export function addressKey(ip: string): string {
@@ -118,219 +103,10 @@ export function addressKey(ip: string): string {
   return `${all.slice(0, 4).map((h) => h.toString(16)).join(':')}::/64`;
 }
 
-interface Entry {
-  count: number;
-  resetAt: number;
-}
-
-/**
- * Per-replica counters in fixed windows. At most `maxKeys` exact counters; a live one is never
- * evicted. Expired ones are dropped from the front of the table (a Map keeps insertion order, and
- * entries are created in time order), so reclaiming costs only what expired. When the table is
- * full, new keys are counted in a count-min sketch of fixed size, cleared at the end of each window
- * (it only over-counts: a collision may refuse a newcomer early, never admit one more).
- */
-export class MemoryCounters implements CounterStore {
-  private readonly entries = new Map<string, Entry>();
-  private readonly sketch = new Uint32Array(SKETCH_DEPTH * SKETCH_WIDTH);
-  private sketchResetAt = 0;
-  private sketchGeneration = 0;
-  private readonly seed = crypto.randomBytes(16);
-
-  constructor(
-    private readonly windowMs: number,
-    private readonly maxKeys = MAX_EXACT_KEYS,
-  ) {}
-
-  /** Exact counters held (for tests and the README's bound). */
-  get size(): number {
-    return this.entries.size;
-  }
-
-  private reclaim(now: number): void {
-    for (const [key, e] of this.entries) {
-      if (e.resetAt > now) break;
-      this.entries.delete(key);
-    }
-    if (now >= this.sketchResetAt) {
-      this.sketch.fill(0);
-      this.sketchResetAt = now + this.windowMs;
-      this.sketchGeneration++;
-    }
-  }
-
-  private cells(key: string): number[] {
-    const h = crypto.createHmac('sha256', this.seed).update(key).digest();
-    return Array.from({ length: SKETCH_DEPTH }, (_, row) => row * SKETCH_WIDTH + (h.readUInt32BE(row * 4) % SKETCH_WIDTH));
-  }
-
-  async take(keys: Limited[], now: number) {
-    return this.takeNow(keys, now);
-  }
-
-  async peek(keys: Limited[], now: number) {
-    return this.peekNow(keys, now);
-  }
-
-  /** A take undone at once (synchronously: nothing else runs in between). */
-  peekNow(keys: Limited[], now: number): { ok: true } | { ok: false; retryAfterMs: number } {
-    const r = this.takeNow(keys, now);
-    if (!r.ok) return r;
-    void r.release();
-    return { ok: true };
-  }
-
-  /** Synchronous, hence atomic within this process. */
-  takeNow(keys: Limited[], now: number): { ok: true; release: () => Promise<void> } | { ok: false; retryAfterMs: number } {
-    this.reclaim(now);
-    const plan = keys.map(({ key, max }) => {
-      const e = this.entries.get(key);
-      if (e && e.resetAt > now) return { key, max, entry: e, count: e.count, resetAt: e.resetAt };
-      if (e || this.entries.size < this.maxKeys) return { key, max, entry: undefined, count: 0, resetAt: now + this.windowMs };
-      const cells = this.cells(key);
-      return { key, max, cells, count: Math.min(...cells.map((c) => this.sketch[c]!)), resetAt: this.sketchResetAt };
-    });
-    const full = plan.find((p, i) => p.count >= p.max && (keys[i]!.onlyWith === undefined || plan[keys[i]!.onlyWith!]!.count >= 1));
-    if (full) {
-      const other = keys[plan.indexOf(full)]!.onlyWith;
-      const resetAt = other === undefined ? full.resetAt : Math.min(full.resetAt, plan[other]!.resetAt);
-      return { ok: false as const, retryAfterMs: Math.max(1000, resetAt - now) };
-    }
-    const undo: Array<() => void> = [];
-    for (const p of plan) {
-      if (p.cells) {
-        for (const c of p.cells) this.sketch[c]!++;
-        const generation = this.sketchGeneration;
-        const cells = p.cells;
-        undo.push(() => {
-          if (generation === this.sketchGeneration) for (const c of cells) if (this.sketch[c]! > 0) this.sketch[c]!--;
-        });
-        continue;
-      }
-      let entry = p.entry;
-      if (!entry) {
-        // a fresh window: re-insert at the back, keeping the table in time order
-        this.entries.delete(p.key);
-        entry = { count: 0, resetAt: p.resetAt };
-        this.entries.set(p.key, entry);
-      }
-      entry.count++;
-      const counted = entry;
-      const key = p.key;
-      undo.push(() => {
-        if (this.entries.get(key) !== counted) return;
-        counted.count--;
-        if (counted.count <= 0) this.entries.delete(key);
-      });
-    }
-    return {
-      ok: true as const,
-      release: async () => {
-        for (const u of undo) u();
-      },
-    };
-  }
-}
-
 // Redis: the same rule in one script, so that replicas share the counters and concurrent attempts
 // on any of them can never pass the limit. KEYS are the counters, ARGV[1] the window in ms, then
 // per key its max and the index of the key it binds only with (0: none). Returns {1} when counted,
 // {0, ms-until-reset} when refused (nothing counted).
-const REFUSAL = `
-local function ttl(key, fix)
-  local t = redis.call('PTTL', key)
-  if t < 0 then
-    if fix then redis.call('PEXPIRE', key, ARGV[1]) end
-    t = tonumber(ARGV[1])
-  end
-  return t
-end
-local function refusal(fix)
-  for i = 1, #KEYS do
-    if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i]) then
-      local w = tonumber(ARGV[2 * i + 1])
-      if w == 0 then return ttl(KEYS[i], fix) end
-      if tonumber(redis.call('GET', KEYS[w]) or '0') >= 1 then return math.min(ttl(KEYS[i], fix), ttl(KEYS[w], fix)) end
-    end
-  end
-  return nil
-end`;
-const TAKE_SCRIPT = `${REFUSAL}
-local refused = refusal(true)
-if refused then return {0, refused} end
-for i = 1, #KEYS do
-  if redis.call('INCR', KEYS[i]) == 1 or redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-end
-return {1, 0}`;
-// The same refusal rule as TAKE_SCRIPT, counting nothing.
-const PEEK_SCRIPT = `${REFUSAL}
-local refused = refusal(false)
-if refused then return {0, refused} end
-return {1, 0}`;
-// Uncount only while the window that counted it lives (never create a key without expiry).
-const RELEASE_SCRIPT = `
-for i = 1, #KEYS do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
-end
-return 1`;
-
-type RedisWithScripts = import('ioredis').Redis & {
-  latchkeyTakeFailures(...args: Array<string | number>): Promise<[number, number]>;
-  latchkeyReleaseFailures(...args: Array<string | number>): Promise<number>;
-  latchkeyPeekFailures(...args: Array<string | number>): Promise<[number, number]>;
-};
-
-/** Per key: its max, and the 1-based index of the key it binds only with (0: none). */
-function limitArgs(keys: Limited[]): number[] {
-  return keys.flatMap((k) => [k.max, k.onlyWith === undefined ? 0 : k.onlyWith + 1]);
-}
-
-class RedisCounters implements CounterStore {
-  constructor(
-    private readonly redis: RedisWithScripts,
-    private readonly prefix: string,
-    private readonly windowMs: number,
-    private readonly fallback: MemoryCounters,
-    private readonly onError: (err: Error) => void,
-  ) {}
-
-  async peek(keys: Limited[], now: number) {
-    const names = keys.map((k) => this.prefix + k.key);
-    let answer: [number, number];
-    try {
-      answer = await this.redis.latchkeyPeekFailures(names.length, ...names, this.windowMs, ...limitArgs(keys));
-    } catch (err) {
-      this.onError(err as Error);
-      return this.fallback.peekNow(keys, now);
-    }
-    if (Number(answer[0]) !== 1) return { ok: false as const, retryAfterMs: Math.max(1000, Number(answer[1])) };
-    return { ok: true as const };
-  }
-
-  async take(keys: Limited[], now: number) {
-    const names = keys.map((k) => this.prefix + k.key);
-    let answer: [number, number];
-    try {
-      answer = await this.redis.latchkeyTakeFailures(names.length, ...names, this.windowMs, ...limitArgs(keys));
-    } catch (err) {
-      // Redis unreachable: this replica's own counters, rather than no limit at all
-      this.onError(err as Error);
-      return this.fallback.takeNow(keys, now);
-    }
-    if (Number(answer[0]) !== 1) return { ok: false as const, retryAfterMs: Math.max(1000, Number(answer[1])) };
-    return {
-      ok: true as const,
-      release: async () => {
-        try {
-          await this.redis.latchkeyReleaseFailures(names.length, ...names);
-        } catch (err) {
-          this.onError(err as Error);
-        }
-      },
-    };
-  }
-}
-
 export async function registerFailureLimits(app: FastifyInstance, config: Config, now: () => number = Date.now): Promise<FailureLimits> {
   const windowMs = config.rateLimitWindowSeconds * 1000;
   const memory = new MemoryCounters(windowMs);

@@ -2,11 +2,10 @@
 // applied, a signing key loaded). During a database outage /readyz says `degraded` while the
 // stateless paths still answer from memory, with the age of that state (src/db/health.ts), and
 // `unavailable` past the grace. Both answer past the outage grace.
-import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
 import { pendingMigrations } from '../../db/migrator.js';
 import { DatabaseUnavailable } from '../../db/errors.js';
-import type { DbHealth } from '../../db/health.js';
+import { pingDatabase, type DbHealth } from '../../db/health.js';
 import type { Runtime } from '../../ops/runtime.js';
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -35,7 +34,7 @@ export function registerHealth(app: FastifyInstance, rt: Runtime, health: DbHeal
     reply.header('cache-control', 'no-store');
     const checks: Record<string, 'ok' | 'failing'> = { database: 'ok', migrations: 'ok', signing_key: 'ok' };
     try {
-      await withTimeout(sql`SELECT 1`.execute(rt.db), 2000);
+      await withTimeout(pingDatabase(rt.db), 2000);
       health.reportSuccess();
     } catch (err) {
       health.reportFailure(err);
